@@ -1,0 +1,1 @@
+"""orderflow: every order of an online retailer as a durable Temporal workflow."""

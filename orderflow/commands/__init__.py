@@ -1,0 +1,1 @@
+"""Typer sub-apps of the `orderflow` command line, one module per area."""

@@ -1,0 +1,51 @@
+"""pydantic types: the only types that cross a boundary (workflow, activity, HTTP)."""
+
+from orderflow.models.messages import (
+    CancelRequest,
+    CancelResult,
+    Classification,
+    OrderView,
+    OrderWorkflowInput,
+    PackedReport,
+    PickedReport,
+    ReservationOutcome,
+    ReviewDecision,
+    RiskAssessment,
+    RiskReason,
+    ShipmentBooking,
+    StockReceived,
+    TimelineEntry,
+    TrackingUpdate,
+)
+from orderflow.models.order import Address, Customer, Order, OrderItem, Payment
+from orderflow.models.policy import OrderPolicy
+from orderflow.models.status import SHIPPED_OR_LATER, STEP_OF_STATUS, TERMINAL_STATUSES, OrderStatus, Step
+
+__all__ = [
+    "SHIPPED_OR_LATER",
+    "STEP_OF_STATUS",
+    "TERMINAL_STATUSES",
+    "Address",
+    "CancelRequest",
+    "CancelResult",
+    "Classification",
+    "Customer",
+    "Order",
+    "OrderItem",
+    "OrderPolicy",
+    "OrderStatus",
+    "OrderView",
+    "OrderWorkflowInput",
+    "PackedReport",
+    "Payment",
+    "PickedReport",
+    "ReservationOutcome",
+    "ReviewDecision",
+    "RiskAssessment",
+    "RiskReason",
+    "ShipmentBooking",
+    "StockReceived",
+    "Step",
+    "TimelineEntry",
+    "TrackingUpdate",
+]

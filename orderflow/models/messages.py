@@ -1,0 +1,131 @@
+"""Messages to and from the order workflow: human decisions, events, and query results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from orderflow.models.order import Order, Sku, Strict
+from orderflow.models.policy import OrderPolicy
+from orderflow.models.status import OrderStatus
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class OrderWorkflowInput(Strict):
+    order: Order
+    policy: OrderPolicy = OrderPolicy()
+    # When the storefront placed it (the client's clock, so replay never reads one).
+    received_at: datetime
+
+
+class RiskReason(Strict):
+    code: str
+    message: str
+    points: float
+
+
+class RiskAssessment(Strict):
+    score: float = Field(ge=0, le=100)
+    flagged: bool
+    reasons: list[RiskReason] = Field(default_factory=list)
+
+
+class Classification(Strict):
+    order_type: Literal["normal", "promotional", "bulk", "cross_border", "pre_sale"]
+    department: str
+    rule: str
+
+
+class ReviewDecision(Strict):
+    decision: Literal["approve", "reject"]
+    reviewer: Actor = "reviewer"
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _note_to_reject(self) -> ReviewDecision:
+        if self.decision == "reject" and not (self.note and self.note.strip()):
+            raise ValueError("a note is required to reject an order")
+        return self
+
+
+class CancelRequest(Strict):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    requested_by: Actor = "customer"
+
+
+class CancelResult(Strict):
+    order_id: str
+    status: OrderStatus
+    refunded: Decimal
+    released_lines: int
+
+
+class StockReceived(Strict):
+    sku: Sku
+    quantity: int = Field(ge=1)
+
+
+class PickedReport(Strict):
+    by: Actor = "warehouse"
+
+
+class PackedReport(Strict):
+    weight_kg: float = Field(gt=0, le=1000)
+    by: Actor = "warehouse"
+
+
+TrackingStatus = Literal["IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED", "EXCEPTION", "LOST"]
+
+
+class TrackingUpdate(Strict):
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    tracking_number: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    status: TrackingStatus
+    at: datetime
+    details: Note | None = None
+
+
+class ShipmentBooking(Strict):
+    carrier: str
+    tracking_number: str
+    delivery_note: str
+    expected_delivery: datetime
+    choice_reason: str
+    cost: Decimal
+
+
+class ReservationOutcome(Strict):
+    reserved: bool
+    # sku -> units short, when not reserved
+    shortages: dict[str, int] = Field(default_factory=dict)
+
+
+class TimelineEntry(Strict):
+    status: OrderStatus
+    step: int
+    at: datetime
+    actor: str = "system"
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrderView(BaseModel):
+    """Live state of one order as the workflow knows it (the `view` query)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str
+    status: OrderStatus
+    order_type: str | None = None
+    department: str | None = None
+    risk_score: float | None = None
+    risk_reasons: list[RiskReason] = Field(default_factory=list)
+    flagged: bool = False
+    awaiting: str | None = None
+    tracking_number: str | None = None
+    carrier: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)

@@ -1,0 +1,113 @@
+"""The order as a storefront sends it (SPEC §8), validated at every edge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+
+Money = Annotated[
+    Decimal,
+    Field(ge=Decimal("0"), le=Decimal("10000000"), max_digits=12, decimal_places=2),
+]
+PositiveMoney = Annotated[
+    Decimal,
+    Field(gt=Decimal("0"), le=Decimal("10000000"), max_digits=12, decimal_places=2),
+]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+Channel = Literal["web", "mobile", "marketplace"]
+ServiceLevel = Literal["standard", "express"]
+PaymentStatus = Literal["captured", "authorized", "pending", "failed"]
+PaymentMethod = Literal["card", "paypal", "bank_transfer", "invoice", "wallet"]
+
+
+class Strict(BaseModel):
+    """Base of every boundary type: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Customer(Strict):
+    id: Identifier
+    email: EmailStr
+    name: Text
+
+
+class OrderItem(Strict):
+    sku: Sku
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price: PositiveMoney
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+class Address(Strict):
+    name: Text
+    line1: Text
+    line2: Annotated[str, StringConstraints(max_length=200)] | None = None
+    city: Text
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=12)]
+    country: CountryCode
+
+
+class Payment(Strict):
+    method: PaymentMethod
+    transaction_id: Identifier
+    amount: Money
+    status: PaymentStatus
+    # Optional: a payment provider that states its currency must agree with the order's.
+    currency: CurrencyCode | None = None
+
+
+class Order(Strict):
+    order_id: Identifier
+    channel: Channel
+    customer: Customer
+    items: list[OrderItem] = Field(min_length=1, max_length=500)
+    currency: CurrencyCode
+    shipping_address: Address
+    billing_address: Address | None = None
+    payment: Payment
+    promo_code: Annotated[str, StringConstraints(max_length=40)] | None = None
+    service_level: ServiceLevel = "standard"
+    placed_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Order:
+        skus = [item.sku for item in self.items]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each SKU may appear on only one line; combine the quantities")
+        if self.payment.currency is not None and self.payment.currency != self.currency:
+            raise ValueError(
+                f"payment currency {self.payment.currency} does not match order currency {self.currency}"
+            )
+        if self.payment.amount != self.total:
+            raise ValueError(
+                f"payment amount {self.payment.amount} does not match the order total {self.total}"
+            )
+        if self.placed_at is not None and self.placed_at.tzinfo is None:
+            raise ValueError("placed_at must carry a time zone, e.g. 2026-11-25T10:00:00Z")
+        return self
+
+    @property
+    def total(self) -> Decimal:
+        return sum((item.line_total for item in self.items), Decimal("0.00"))
+
+    @property
+    def effective_billing_address(self) -> Address:
+        return self.billing_address or self.shipping_address
+
+    @property
+    def total_quantity(self) -> int:
+        return sum(item.quantity for item in self.items)

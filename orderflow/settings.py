@@ -1,0 +1,112 @@
+"""The one typed settings object, read from the environment (and `.env`).
+
+Everything configurable lives here; modules take a `Settings` instead of reading
+`os.environ` or keeping constants of their own. Names without the `ORDERFLOW_` prefix
+(`TEMPORAL_ADDRESS`, `DATABASE_URL`, ...) are the conventional ones operators expect.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("storefront", "reviewer", "warehouse", "purchasing", "logistics", "admin")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of every orderflow process."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore")
+
+    mode: Literal["development", "production"] = "development"
+    state_dir: Path = Path(".orderflow")
+
+    # Temporal
+    temporal_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "ORDERFLOW_TEMPORAL_NAMESPACE"),
+    )
+    temporal_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_API_KEY", "ORDERFLOW_TEMPORAL_API_KEY")
+    )
+    temporal_tls: bool = Field(
+        default=False, validation_alias=AliasChoices("TEMPORAL_TLS", "ORDERFLOW_TEMPORAL_TLS")
+    )
+    temporal_tls_cert: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_TLS_CERT", "ORDERFLOW_TEMPORAL_TLS_CERT"),
+    )
+    temporal_tls_key: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_TLS_KEY", "ORDERFLOW_TEMPORAL_TLS_KEY"),
+    )
+    task_queue: str = "orderflow-orders"
+    temporal_grpc_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    # PostgreSQL
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "ORDERFLOW_DATABASE_URL")
+    )
+    postgres_port: int = 5433
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_max_body_bytes: int = 64 * 1024
+    # role -> token; development mode also accepts `dev-<role>`.
+    api_tokens: dict[str, str] = Field(default_factory=dict)
+    # HMAC secrets per carrier code for the tracking webhook.
+    carrier_webhook_secrets: dict[str, str] = Field(default_factory=dict)
+    # Secret that signs per-order customer access tokens.
+    customer_token_secret: str = "dev-customer-token-secret"
+
+    # Carrier simulator (the project's own stand-in for carriers' APIs)
+    carrier_api_url: str = "http://127.0.0.1:8100"
+    carrier_simulator_port: int = 8100
+    # Where the simulator posts tracking events back to (the API's carrier webhook).
+    carrier_webhook_base_url: str = "http://127.0.0.1:8000"
+    carrier_http_timeout_seconds: float = 5.0
+
+    # The shop
+    shop_country: str = "DE"
+    shop_currencies: list[str] = Field(default_factory=lambda: ["EUR"])
+    max_quantity_per_line: int = 1000
+    max_lines_per_order: int = 100
+
+    # Risk review: weights of each signal, in configuration not in code
+    risk_flag_threshold: float = 50.0
+    risk_weights: dict[str, float] = Field(default_factory=dict)
+    risk_block_list_emails: list[str] = Field(default_factory=list)
+    risk_block_list_postal_codes: list[str] = Field(default_factory=list)
+
+    # Classification rules (data-driven): thresholds the rules read
+    bulk_quantity_threshold: int = 50
+    bulk_value_threshold: str = "2000.00"
+
+    # Worker tuning
+    worker_max_concurrent_activities: int = 200
+    worker_max_concurrent_local_activities: int = 200
+    worker_max_cached_workflows: int = 2000
+
+    def effective_tokens(self) -> dict[str, str]:
+        """token -> role: configured tokens, plus `dev-<role>` outside production."""
+        tokens = {token: role for role, token in self.api_tokens.items()}
+        if self.mode != "production":
+            tokens.update({f"dev-{role}": role for role in ROLES})
+        return tokens
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
