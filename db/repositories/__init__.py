@@ -1,0 +1,1 @@
+"""Small repository functions: parameterised SQL, one job each."""
