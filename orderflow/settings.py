@@ -98,6 +98,19 @@ class Settings(BaseSettings):
     worker_max_concurrent_local_activities: int = 200
     worker_max_cached_workflows: int = 2000
 
+    # Carrier simulator behaviour (simulators/carrier.py); POST /control changes it at run time.
+    carrier_simulator_host: str = "127.0.0.1"
+    # instant: all events at once | normal: spaced | slow: booking answers late |
+    # fail: booking 503s N times per idempotency key | lose: IN_TRANSIT, then nothing.
+    carrier_simulator_mode: Literal["instant", "normal", "slow", "fail", "lose"] = "normal"
+    carrier_simulator_event_interval_seconds: float = Field(default=2.0, ge=0)
+    carrier_simulator_slow_seconds: float = Field(default=3.0, ge=0)
+    carrier_simulator_fail_times: int = Field(default=2, ge=0)
+    # Webhook delivery: attempts per event, exponential backoff from base up to max.
+    carrier_simulator_webhook_attempts: int = Field(default=8, ge=1)
+    carrier_simulator_webhook_backoff_seconds: float = Field(default=0.2, ge=0)
+    carrier_simulator_webhook_backoff_max_seconds: float = Field(default=5.0, ge=0)
+
     def effective_tokens(self) -> dict[str, str]:
         """token -> role: configured tokens, plus `dev-<role>` outside production."""
         tokens = {token: role for role, token in self.api_tokens.items()}
