@@ -147,7 +147,9 @@ CREATE TABLE backorders (
     order_id    text NOT NULL REFERENCES orders (order_id),
     sku         text NOT NULL REFERENCES products (sku),
     request_id  bigint NOT NULL REFERENCES purchase_requests (id),
+    -- the whole line waits in the queue; only the shortfall was added to the request
     quantity    integer NOT NULL CHECK (quantity > 0),
+    shortfall   integer NOT NULL CHECK (shortfall >= 0),
     status      text NOT NULL DEFAULT 'waiting' CHECK (status IN ('waiting', 'served', 'withdrawn')),
     placed_at   timestamptz NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),

@@ -1,0 +1,22 @@
+"""Names of the order activities: all that workflows need to know of `activities/`."""
+
+from enum import StrEnum
+
+
+class ActivityName(StrEnum):
+    RECORD_ORDER = "record_order"
+    CLASSIFY_ORDER = "classify_order"
+    ASSESS_RISK = "assess_risk"
+    ESCALATE_REVIEW = "escalate_review"
+    RECORD_REVIEW_DECISION = "record_review_decision"
+    RESERVE_STOCK = "reserve_stock"
+    REMIND_BACKORDER = "remind_backorder"
+    OPEN_PICK_TASK = "open_pick_task"
+    NOTIFY_PICK_OVERDUE = "notify_pick_overdue"
+    RECORD_PICKED = "record_picked"
+    RECORD_PACKED = "record_packed"
+    BOOK_SHIPMENT = "book_shipment"
+    RECORD_TRACKING = "record_tracking"
+    FOLLOW_UP_DELIVERY = "follow_up_delivery"
+    COMPLETE_ORDER = "complete_order"
+    CANCEL_ORDER = "cancel_order"

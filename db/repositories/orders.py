@@ -1,0 +1,117 @@
+"""Orders, their lines and payment: written once at intake, read by every department."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from orderflow.models import Order
+
+
+async def insert_order(
+    conn: asyncpg.Connection, order: Order, *, workflow_id: str, placed_at: datetime, status: str
+) -> bool:
+    """Persist an order with its lines and payment; False when it exists already."""
+    inserted = await conn.fetchval(
+        """INSERT INTO orders (order_id, workflow_id, channel, customer_id, customer_email,
+               customer_name, currency, total, total_quantity, shipping_country, billing_country,
+               shipping_postal, promo_code, service_level, payment_txn, placed_at, status,
+               status_changed_at, payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   $16, $18)
+           ON CONFLICT (order_id) DO NOTHING
+           RETURNING order_id""",
+        order.order_id,
+        workflow_id,
+        order.channel,
+        order.customer.id,
+        str(order.customer.email).lower(),
+        order.customer.name,
+        order.currency,
+        order.total,
+        order.total_quantity,
+        order.shipping_address.country,
+        order.effective_billing_address.country,
+        order.shipping_address.postal_code,
+        order.promo_code,
+        order.service_level,
+        order.payment.transaction_id,
+        placed_at,
+        status,
+        order.model_dump(mode="json"),
+    )
+    if inserted is None:
+        return False
+    await conn.executemany(
+        """INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price)
+           VALUES ($1, $2, $3, $4, $5)""",
+        [
+            (order.order_id, n, item.sku, item.quantity, item.unit_price)
+            for n, item in enumerate(order.items, start=1)
+        ],
+    )
+    await conn.execute(
+        """INSERT INTO payments (order_id, method, transaction_id, amount, currency, status)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        order.order_id,
+        order.payment.method,
+        order.payment.transaction_id,
+        order.payment.amount,
+        order.currency,
+        order.payment.status,
+    )
+    return True
+
+
+async def order_summary(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT o.order_id, o.workflow_id, o.status, o.status_changed_at, o.order_type,
+                  o.department, o.risk_score, o.risk_reasons, o.flagged, o.placed_at, o.total,
+                  o.currency, o.customer_id, o.channel, o.service_level,
+                  s.carrier, s.tracking_number, s.expected_delivery
+           FROM orders o LEFT JOIN shipments s ON s.order_id = o.order_id
+           WHERE o.order_id = $1""",
+        order_id,
+    )
+
+
+async def order_exists(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM orders WHERE order_id = $1", order_id))
+
+
+async def set_classification(
+    conn: asyncpg.Connection, order_id: str, order_type: str, department: str
+) -> None:
+    await conn.execute(
+        "UPDATE orders SET order_type = $2, department = $3 WHERE order_id = $1",
+        order_id,
+        order_type,
+        department,
+    )
+
+
+async def set_risk(
+    conn: asyncpg.Connection, order_id: str, score: float, reasons: list[dict], flagged: bool
+) -> None:
+    await conn.execute(
+        "UPDATE orders SET risk_score = $2, risk_reasons = $3, flagged = $4 WHERE order_id = $1",
+        order_id,
+        score,
+        reasons,
+        flagged,
+    )
+
+
+async def record_refund(conn: asyncpg.Connection, order_id: str, reason: str) -> bool:
+    """Refund the captured amount once; the order id is the refund's idempotency key."""
+    inserted = await conn.fetchval(
+        """INSERT INTO refunds (order_id, amount, reason)
+           SELECT order_id, CASE WHEN status = 'captured' THEN amount ELSE 0 END, $2
+           FROM payments WHERE order_id = $1
+           ON CONFLICT (order_id) DO NOTHING
+           RETURNING order_id""",
+        order_id,
+        reason,
+    )
+    return inserted is not None
