@@ -1,0 +1,1 @@
+"""Generators of realistic synthetic data (sales histories) for back-tests, demos and benchmarks."""
