@@ -162,7 +162,7 @@ def terminate_process_tree(pid: int, timeout: float = 10.0) -> None:
 class Stoppable(Protocol):
     """Anything the supervisor can stop: servers and managed processes."""
 
-    def stop(self) -> None: ...
+    def stop(self) -> object: ...
 
 
 _Member = TypeVar("_Member", bound=Stoppable)
