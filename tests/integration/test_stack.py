@@ -20,10 +20,12 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
+from orderflow.search_attributes import ALL_KEYS
 from stack.postgres import EmbeddedPostgres, PostgresAlreadyRunning
 from stack.search_attributes import (
     ORDER_SEARCH_ATTRIBUTES,
     SearchAttributeConflict,
+    indexed_value_type,
     list_custom_search_attributes,
     register_search_attributes,
 )
@@ -292,3 +294,11 @@ def test_supervisor_wait_returns_on_a_stop_request() -> None:
     sup = Supervisor()
     sup.request_stop()
     assert sup.wait(poll_interval=0.05) == "stop requested"
+
+
+def test_workflow_search_attribute_keys_match_the_registered_mapping() -> None:
+    assert {key.name for key in ALL_KEYS} == set(ORDER_SEARCH_ATTRIBUTES)
+    for key in ALL_KEYS:
+        assert int(key.indexed_value_type) == indexed_value_type(
+            ORDER_SEARCH_ATTRIBUTES[key.name]
+        ), key.name

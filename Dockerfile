@@ -1,0 +1,20 @@
+# The orderflow image: worker, API and carrier simulator of docker-compose.yml
+# (`orderflow worker`, `orderflow api`, `orderflow carrier-simulator`).
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY . /app
+RUN pip install /app
+
+# Workers and the API need no privileges; running as root would only widen a breach.
+RUN useradd --system --uid 10001 --create-home --home-dir /home/orderflow orderflow
+USER orderflow
+WORKDIR /home/orderflow
+
+EXPOSE 8000 8100
+CMD ["orderflow", "api"]
