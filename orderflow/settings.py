@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow.models.policy import OrderPolicy
+
 ROLES = ("storefront", "reviewer", "warehouse", "purchasing", "logistics", "admin")
 
 
@@ -93,6 +95,13 @@ class Settings(BaseSettings):
     bulk_quantity_threshold: int = 50
     bulk_value_threshold: str = "2000.00"
 
+    # Waits and service levels given to every new order (workflow input), e.g.
+    # ORDERFLOW_ORDER_POLICY='{"review_sla": "PT2H", "auto_warehouse": true}'
+    order_policy: OrderPolicy = Field(default_factory=OrderPolicy)
+    # Run the outbox dispatcher (sends queued e-mails and notices) inside each worker.
+    outbox_dispatch: bool = True
+    outbox_interval_seconds: float = 1.0
+
     # Worker tuning
     worker_max_concurrent_activities: int = 200
     worker_max_concurrent_local_activities: int = 200
@@ -110,6 +119,17 @@ class Settings(BaseSettings):
     carrier_simulator_webhook_attempts: int = Field(default=8, ge=1)
     carrier_simulator_webhook_backoff_seconds: float = Field(default=0.2, ge=0)
     carrier_simulator_webhook_backoff_max_seconds: float = Field(default=5.0, ge=0)
+
+    # Where the command line finds the API.
+    api_url: str = "http://127.0.0.1:8000"
+
+    def token_for(self, role: str) -> str:
+        """The token the command line uses to act in `role`."""
+        if role in self.api_tokens:
+            return self.api_tokens[role]
+        if self.mode == "production":
+            raise LookupError(f"no token configured for role {role!r} (ORDERFLOW_API_TOKENS)")
+        return f"dev-{role}"
 
     def effective_tokens(self) -> dict[str, str]:
         """token -> role: configured tokens, plus `dev-<role>` outside production."""

@@ -90,7 +90,9 @@ class OrderWorkflow:
         self._review_recorded = False
         self._stock_signals = 0
         self._picked: PickedReport | None = None
+        self._picked_recorded = False
         self._packed: PackedReport | None = None
+        self._packed_recorded = False
         self._shipping_started = False
         self._booking: ShipmentBooking | None = None
         self._tracking_inbox: list[TrackingUpdate] = []
@@ -229,6 +231,7 @@ class OrderWorkflow:
             ActivityName.RECORD_PICKED, WarehouseReportInput(order_id=order_id, by=self._picked.by)
         )
         self._note("picked", actor=self._picked.by)
+        self._picked_recorded = True
         self._raise_if_cancelled()
 
         weight: float | None
@@ -248,6 +251,7 @@ class OrderWorkflow:
         )
         self._packed = PackedReport(weight_kg=measured, by=by)
         self._set_status(OrderStatus.PACKED, weight_kg=measured)
+        self._packed_recorded = True
         self._raise_if_cancelled()
 
     async def _ship(self) -> None:
@@ -256,7 +260,9 @@ class OrderWorkflow:
         assert self._packed is not None
         booking: ShipmentBooking = await workflow.execute_activity(
             ActivityName.BOOK_SHIPMENT,
-            BookShipmentInput(order=self._order, weight_kg=self._packed.weight_kg),
+            BookShipmentInput(
+                order=self._order, weight_kg=self._packed.weight_kg, requested_at=workflow.now()
+            ),
             start_to_close_timeout=_SERVICE_TIMEOUT,
             retry_policy=_SERVICE_RETRY,
             result_type=ShipmentBooking,
@@ -296,6 +302,9 @@ class OrderWorkflow:
     async def _apply_tracking(self) -> None:
         while self._tracking_inbox:
             update = self._tracking_inbox.pop(0)
+            if self._booking is None or update.tracking_number != self._booking.tracking_number:
+                self._note("ignored tracking event for another parcel", event_id=update.event_id)
+                continue
             await self._local(
                 ActivityName.RECORD_TRACKING,
                 TrackingInput(order_id=self._order.order_id, update=update),
@@ -391,6 +400,36 @@ class OrderWorkflow:
         if any(item.sku == receipt.sku for item in self._order.items):
             self._stock_signals += 1
 
+    @workflow.update
+    async def report_picked(self, report: PickedReport) -> OrderView:
+        self._picked = report
+        await workflow.wait_condition(lambda: self._picked_recorded or self._cancel_result is not None)
+        return self.view()
+
+    @report_picked.validator
+    def _validate_picked(self, report: PickedReport) -> None:
+        if self._awaiting != "picked" or self._picked is not None:
+            raise self._wrong_state("is not waiting to be picked")
+
+    @workflow.update
+    async def report_packed(self, report: PackedReport) -> OrderView:
+        self._packed = report
+        await workflow.wait_condition(lambda: self._packed_recorded or self._cancel_result is not None)
+        return self.view()
+
+    @report_packed.validator
+    def _validate_packed(self, report: PackedReport) -> None:
+        if self._awaiting != "packed" or self._packed is not None:
+            reason = "has not been picked yet" if self._awaiting == "picked" else "is not waiting to be packed"
+            raise self._wrong_state(reason)
+
+    def _wrong_state(self, reason: str) -> ApplicationError:
+        return ApplicationError(
+            f"order {self._order.order_id} {reason} (status {self._status or OrderStatus.RECEIVED})",
+            type="WrongState",
+            non_retryable=True,
+        )
+
     @workflow.signal
     def picked(self, report: PickedReport) -> None:
         if self._awaiting == "picked" and self._picked is None:
@@ -403,8 +442,7 @@ class OrderWorkflow:
 
     @workflow.signal
     def tracking_event(self, update: TrackingUpdate) -> None:
-        if self._booking is None or update.tracking_number != self._booking.tracking_number:
-            return
+        # Kept even before the booking is known here: a fast carrier may report first.
         if update.event_id in self._seen_tracking or self._delivered:
             return
         self._seen_tracking.add(update.event_id)

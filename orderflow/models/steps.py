@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from orderflow.models.messages import CancelRequest, ReviewDecision, TrackingUpdate
 from orderflow.models.order import Order, Strict
@@ -45,6 +45,8 @@ class WarehouseReportInput(Strict):
 class BookShipmentInput(Strict):
     order: Order
     weight_kg: float
+    # The workflow's time of hand-over, so that every retry makes the same carrier choice.
+    requested_at: datetime
 
 
 class TrackingInput(Strict):

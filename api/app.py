@@ -1,0 +1,63 @@
+"""The HTTP API: storefronts, operators and carriers, on FastAPI.
+
+`create_app` takes ready resources (for tests and the embedded stack) or opens its own
+from settings in the lifespan (for `orderflow api`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI
+
+from api.errors import BodySizeLimit, install_error_handlers
+from api.routes import carriers, health, inventory, orders, reviews, warehouse
+from db.pool import create_pool
+from orderflow.settings import Settings
+from orderflow.temporal_client import connect_temporal
+from starter.storefront import StorefrontClient
+
+
+def create_app(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    storefront: StorefrontClient | None = None,
+    database_url: str | None = None,
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_pool = None
+        if pool is None:
+            url = database_url or settings.database_url
+            if not url:
+                raise RuntimeError("DATABASE_URL is not set")
+            own_pool = await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        app.state.pool = pool or own_pool
+        if storefront is None:
+            client = await connect_temporal(settings)
+            app.state.storefront = StorefrontClient(
+                client, task_queue=settings.task_queue, policy=settings.order_policy
+            )
+        else:
+            app.state.storefront = storefront
+        try:
+            yield
+        finally:
+            if own_pool is not None:
+                await own_pool.close()
+
+    app = FastAPI(
+        title="orderflow",
+        version="0.1.0",
+        description="Order processing: every order a durable Temporal workflow.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (orders, reviews, warehouse, inventory, carriers, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    return app

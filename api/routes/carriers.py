@@ -1,0 +1,63 @@
+"""The carrier webhook: signed tracking events, each applied at most once."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from pydantic import BaseModel, ValidationError
+
+from api.deps import pool_of, settings_of, storefront_of
+from db.repositories import tracking
+from orderflow.models import TrackingUpdate
+from orderflow.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    CarrierSecretMissing,
+    carrier_secret,
+    verify_signature,
+)
+
+router = APIRouter(tags=["carriers"])
+
+
+class TrackingEventOutcome(BaseModel):
+    event_id: str
+    outcome: str
+    order_id: str | None = None
+
+
+@router.post("/carriers/{carrier}/events", response_model=TrackingEventOutcome)
+async def carrier_event(
+    carrier: str,
+    request: Request,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER)] = None,
+) -> TrackingEventOutcome:
+    body = await request.body()
+    try:
+        secret = carrier_secret(settings_of(request), carrier)
+    except CarrierSecretMissing as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"unknown carrier {carrier}") from exc
+    if not verify_signature(secret, body, timestamp, signature, now=int(time.time())):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid carrier signature")
+    try:
+        update = TrackingUpdate.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPException(422, f"invalid tracking event: {exc.errors()[0]['msg']}") from exc
+
+    pool = pool_of(request)
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await tracking.order_for_tracking_number(conn, carrier, update.tracking_number)
+        outcome = "applied" if order_id else "unknown_tracking_number"
+        if not await tracking.record_received(conn, carrier, update, order_id, outcome):
+            return TrackingEventOutcome(event_id=update.event_id, outcome="duplicate", order_id=order_id)
+        if order_id is not None:
+            # Signalled inside the transaction: if Temporal is unreachable the record rolls
+            # back and the carrier's retry is applied, not dropped as a duplicate.
+            await storefront_of(request).tracking_event(order_id, update)
+    if order_id is None:
+        # Recorded above for logistics to look at, and refused.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown tracking number {update.tracking_number}")
+    return TrackingEventOutcome(event_id=update.event_id, outcome=outcome, order_id=order_id)

@@ -1,0 +1,140 @@
+"""Stock for every operator, and purchasing's requests and goods received."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from api.auth import OPERATORS, Principal, require
+from api.deps import pool_of, storefront_of
+from db.repositories import inventory
+from orderflow.models import StockReceived
+from orderflow.models.order import Sku
+
+router = APIRouter(tags=["inventory"])
+
+
+class StockLevel(BaseModel):
+    sku: str
+    name: str
+    unit_price: str
+    currency: str
+    weight_kg: float
+    bin_location: str
+    on_hand: int
+    reserved: int
+    available: int
+    reorder_point: int
+    order_up_to: int
+    open_purchase_request: int | None
+
+
+class PurchaseRequestView(BaseModel):
+    id: int
+    sku: str
+    quantity: int
+    reason: str
+    created_at: str
+    updated_at: str
+    waiting_orders: int
+
+
+class ReceiptBody(BaseModel):
+    sku: Sku
+    quantity: int = Field(ge=1, le=1_000_000)
+
+
+class ReceiptResponse(BaseModel):
+    receipt_id: int
+    sku: str
+    quantity: int
+    on_hand: int
+    served_orders: list[str]
+    duplicate: bool
+
+
+def _level(r) -> StockLevel:  # type: ignore[no-untyped-def]
+    return StockLevel(
+        sku=r["sku"],
+        name=r["name"],
+        unit_price=str(r["unit_price"]),
+        currency=r["currency"],
+        weight_kg=float(r["weight_kg"]),
+        bin_location=r["bin_location"],
+        on_hand=r["on_hand"],
+        reserved=r["reserved"],
+        available=r["available"],
+        reorder_point=r["reorder_point"],
+        order_up_to=r["order_up_to"],
+        open_purchase_request=r["open_request_quantity"],
+    )
+
+
+@router.get("/inventory", response_model=list[StockLevel])
+async def list_inventory(
+    request: Request, _: Annotated[Principal, Depends(require(*OPERATORS))]
+) -> list[StockLevel]:
+    return [_level(r) for r in await inventory.stock_levels(pool_of(request))]
+
+
+@router.get("/inventory/{sku}", response_model=StockLevel)
+async def get_inventory(
+    sku: str, request: Request, _: Annotated[Principal, Depends(require(*OPERATORS))]
+) -> StockLevel:
+    rows = await inventory.stock_levels(pool_of(request), sku)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown SKU {sku}")
+    return _level(rows[0])
+
+
+@router.get("/purchasing/requests", response_model=list[PurchaseRequestView])
+async def purchase_requests(
+    request: Request, _: Annotated[Principal, Depends(require("purchasing", "admin"))]
+) -> list[PurchaseRequestView]:
+    return [
+        PurchaseRequestView(
+            id=r["id"],
+            sku=r["sku"],
+            quantity=r["quantity"],
+            reason=r["reason"],
+            created_at=r["created_at"].isoformat(),
+            updated_at=r["updated_at"].isoformat(),
+            waiting_orders=r["waiting_orders"],
+        )
+        for r in await inventory.open_purchase_requests(pool_of(request))
+    ]
+
+
+@router.post("/purchasing/receipts", response_model=ReceiptResponse, status_code=201)
+async def receive_goods(
+    body: ReceiptBody,
+    request: Request,
+    who: Annotated[Principal, Depends(require("purchasing"))],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> ReceiptResponse:
+    pool = pool_of(request)
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM inventory WHERE sku = $1", body.sku):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown SKU {body.sku}")
+        receipt = await inventory.receive_stock(
+            conn,
+            sku=body.sku,
+            quantity=body.quantity,
+            receipt_key=idempotency_key or str(uuid.uuid4()),
+            received_by=who.actor,
+        )
+    storefront = storefront_of(request)
+    for order_id in receipt.served_orders:
+        # Their stock is already reserved; the signal only wakes the waiting workflow.
+        await storefront.stock_received(order_id, StockReceived(sku=body.sku, quantity=body.quantity))
+    return ReceiptResponse(
+        receipt_id=receipt.receipt_id,
+        sku=receipt.sku,
+        quantity=receipt.quantity,
+        on_hand=receipt.on_hand,
+        served_orders=receipt.served_orders,
+        duplicate=receipt.already,
+    )

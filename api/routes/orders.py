@@ -1,0 +1,175 @@
+"""The storefront's and customer's endpoints: place, read, cancel an order."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from api.auth import OPERATORS, Principal, require
+from api.deps import order_status_or_404, pool_of, settings_of, storefront_of, workflow_errors_as_http
+from db.repositories import catalogue, events, orders
+from orderflow.access import customer_token
+from orderflow.models import CancelRequest, CancelResult, Order, Step
+
+router = APIRouter(tags=["orders"])
+
+
+class PlacedOrderResponse(BaseModel):
+    order_id: str
+    workflow_id: str
+    status: str
+    access_token: str
+
+
+class TimelineItem(BaseModel):
+    step: int
+    step_name: str
+    status: str | None
+    kind: str
+    actor: str
+    at: str
+    details: dict[str, Any]
+
+
+class OrderStatusResponse(BaseModel):
+    order_id: str
+    status: str
+    order_type: str | None
+    department: str | None
+    risk_score: float | None
+    risk_reasons: list[dict[str, Any]]
+    flagged: bool
+    placed_at: str | None
+    total: str | None
+    currency: str | None
+    carrier: str | None
+    tracking_number: str | None
+    expected_delivery: str | None
+    timeline: list[TimelineItem]
+
+
+class CancelBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+async def _check_against_catalogue(request: Request, order: Order) -> None:
+    settings = settings_of(request)
+    if order.currency not in settings.shop_currencies:
+        raise HTTPException(
+            422, f"currency {order.currency} is not accepted; use {', '.join(settings.shop_currencies)}"
+        )
+    if len(order.items) > settings.max_lines_per_order:
+        raise HTTPException(422, f"at most {settings.max_lines_per_order} lines per order")
+    products = await catalogue.products_by_sku(pool_of(request), [i.sku for i in order.items])
+    problems: list[str] = []
+    for item in order.items:
+        product = products.get(item.sku)
+        if product is None or not product["active"]:
+            problems.append(f"unknown SKU {item.sku}")
+            continue
+        if item.quantity > settings.max_quantity_per_line:
+            problems.append(
+                f"{item.sku}: quantity {item.quantity} exceeds the limit of {settings.max_quantity_per_line}"
+            )
+        if item.unit_price != product["unit_price"] or product["currency"] != order.currency:
+            problems.append(
+                f"{item.sku}: unit price {item.unit_price} {order.currency} does not match the "
+                f"catalogue price {product['unit_price']} {product['currency']}"
+            )
+    if problems:
+        raise HTTPException(422, "; ".join(problems))
+
+
+@router.post(
+    "/orders",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PlacedOrderResponse,
+    responses={200: {"description": "the order existed already"}},
+)
+async def place_order(
+    order: Order,
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require("storefront", "admin"))],
+) -> PlacedOrderResponse:
+    pool = pool_of(request)
+    settings = settings_of(request)
+    existing = await orders.order_summary(pool, order.order_id)
+    if existing is None:
+        await _check_against_catalogue(request, order)
+        placed = await storefront_of(request).place_order(order, policy=settings.order_policy)
+        if not placed.created:
+            response.status_code = status.HTTP_200_OK
+        workflow_id, current = placed.workflow_id, str(placed.status)
+    else:
+        response.status_code = status.HTTP_200_OK
+        workflow_id, current = existing["workflow_id"], existing["status"]
+    return PlacedOrderResponse(
+        order_id=order.order_id,
+        workflow_id=workflow_id,
+        status=current,
+        access_token=customer_token(settings.customer_token_secret, order.order_id),
+    )
+
+
+@router.get("/orders/{order_id}", response_model=OrderStatusResponse)
+async def get_order(
+    order_id: str,
+    request: Request,
+    _: Annotated[Principal, Depends(require(*OPERATORS, customer=True))],
+) -> OrderStatusResponse:
+    pool = pool_of(request)
+    row = await orders.order_summary(pool, order_id)
+    if row is None:
+        # Accepted a moment ago and not yet written by step 1: the workflow knows it.
+        try:
+            view = await storefront_of(request).get_status(order_id)
+        except Exception as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found") from exc
+        return OrderStatusResponse(
+            order_id=order_id, status=view.status, order_type=None, department=None,
+            risk_score=None, risk_reasons=[], flagged=False, placed_at=None, total=None,
+            currency=None, carrier=None, tracking_number=None, expected_delivery=None, timeline=[],
+        )
+    history = await events.timeline(pool, order_id)
+    return OrderStatusResponse(
+        order_id=order_id,
+        status=row["status"],
+        order_type=row["order_type"],
+        department=row["department"],
+        risk_score=float(row["risk_score"]) if row["risk_score"] is not None else None,
+        risk_reasons=row["risk_reasons"] or [],
+        flagged=row["flagged"],
+        placed_at=row["placed_at"].isoformat(),
+        total=str(row["total"]),
+        currency=row["currency"],
+        carrier=row["carrier"],
+        tracking_number=row["tracking_number"],
+        expected_delivery=row["expected_delivery"].isoformat() if row["expected_delivery"] else None,
+        timeline=[
+            TimelineItem(
+                step=e["step"],
+                step_name=Step(e["step"]).label,
+                status=e["status"],
+                kind=e["kind"],
+                actor=e["actor"],
+                at=e["occurred_at"].isoformat(),
+                details=e["details"],
+            )
+            for e in history
+        ],
+    )
+
+
+@router.post("/orders/{order_id}/cancel", response_model=CancelResult)
+async def cancel_order(
+    order_id: str,
+    body: CancelBody,
+    request: Request,
+    who: Annotated[Principal, Depends(require("storefront", "admin", customer=True))],
+) -> CancelResult:
+    current = await order_status_or_404(pool_of(request), order_id)
+    with workflow_errors_as_http(order_id, current):
+        return await storefront_of(request).cancel(order_id, body.reason, requested_by=who.actor)

@@ -1,0 +1,36 @@
+"""Tracking events as received from carriers: the record that none is applied twice."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from orderflow.models import TrackingUpdate
+
+
+async def order_for_tracking_number(conn: asyncpg.Connection, carrier: str, tracking_number: str) -> str | None:
+    order_id: str | None = await conn.fetchval(
+        "SELECT order_id FROM shipments WHERE carrier = $1 AND tracking_number = $2",
+        carrier,
+        tracking_number,
+    )
+    return order_id
+
+
+async def record_received(
+    conn: asyncpg.Connection, carrier: str, update: TrackingUpdate, order_id: str | None, outcome: str
+) -> bool:
+    """False when this carrier's event id was received before (a replay)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO tracking_events (carrier, event_id, tracking_number, order_id, status,
+               occurred_at, outcome)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (carrier, event_id) DO NOTHING RETURNING id""",
+        carrier,
+        update.event_id,
+        update.tracking_number,
+        order_id,
+        update.status,
+        update.at,
+        outcome,
+    )
+    return inserted is not None

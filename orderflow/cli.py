@@ -1,0 +1,273 @@
+"""The `orderflow` command line: run the stack and its parts, and act as storefront or
+operator through the HTTP API (with the role's token)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from orderflow.commands import forecast, risk
+from orderflow.settings import get_settings
+
+app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
+review_app = typer.Typer(help="Flagged orders awaiting a decision.", no_args_is_help=True)
+warehouse_app = typer.Typer(help="Pick and pack tasks.", no_args_is_help=True)
+inventory_app = typer.Typer(help="Stock levels and their invariants.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(inventory_app, name="inventory")
+app.add_typer(risk.app, name="risk")
+app.add_typer(forecast.app, name="forecast")
+
+console = Console()
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _call(method: str, path: str, role: str, body: Any = None) -> Any:
+    """One API call as `role`; a refusal is printed with its detail and exits non-zero."""
+    settings = get_settings()
+    try:
+        response = httpx.request(
+            method,
+            f"{settings.api_url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {settings.token_for(role)}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the API at {settings.api_url}: {exc}[/]")
+        raise typer.Exit(2) from exc
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        console.print(f"[red]{response.status_code}: {detail}[/]")
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data))
+
+
+# ---------------------------------------------------------------- running it
+@app.command()
+def up(demo: Annotated[bool, typer.Option(help="Also place sample orders continuously.")] = False) -> None:
+    """Start the whole embedded stack: Temporal dev server + UI, PostgreSQL, worker, API."""
+    from orderflow.stack_runner import run_stack
+
+    _logging()
+    run_stack(get_settings(), demo=demo, console=console)
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker (start as many as you like)."""
+    from workers.order_worker import run_worker
+
+    _logging()
+    settings = get_settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set")
+    asyncio.run(run_worker(settings, database_url=settings.database_url))
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from api.app import create_app
+
+    _logging()
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+@app.command("carrier-simulator")
+def carrier_simulator() -> None:
+    """Run the carrier simulator (stands in for the carriers' APIs)."""
+    from simulators.carrier import run
+
+    _logging()
+    run(settings=get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and seed the demo catalogue."""
+    from orderflow.stack_runner import prepare_database
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set")
+    asyncio.run(prepare_database(settings.database_url))
+    console.print("database ready")
+
+
+# ---------------------------------------------------------------- storefront
+@app.command()
+def place(file: Annotated[Path, typer.Argument(exists=True, readable=True)]) -> None:
+    """Place the order in FILE.json (SPEC order JSON)."""
+    _print_json(_call("POST", "/orders", "storefront", json.loads(file.read_text())))
+
+
+@app.command()
+def status(order_id: str) -> None:
+    """Live status and timeline of an order."""
+    data = _call("GET", f"/orders/{order_id}", "admin")
+    table = Table(title=f"order {order_id}: {data['status']}")
+    for column in ("step", "status", "what", "who", "at"):
+        table.add_column(column)
+    for e in data["timeline"]:
+        table.add_row(f"{e['step']} {e['step_name']}", e["status"] or "", e["kind"], e["actor"], e["at"])
+    console.print(table)
+    console.print(
+        f"type {data['order_type']}, department {data['department']}, risk {data['risk_score']}, "
+        f"carrier {data['carrier']}, tracking {data['tracking_number']}"
+    )
+
+
+@app.command()
+def cancel(order_id: str, reason: Annotated[str, typer.Option(help="Why")] = "customer request") -> None:
+    """Cancel an order before shipment."""
+    _print_json(_call("POST", f"/orders/{order_id}/cancel", "admin", {"reason": reason}))
+
+
+# ---------------------------------------------------------------- review
+@review_app.command("list")
+def review_list() -> None:
+    """Flagged orders awaiting a decision, oldest first."""
+    table = Table(title="pending reviews")
+    for column in ("order", "score", "reasons", "due", "escalated"):
+        table.add_column(column)
+    for r in _call("GET", "/reviews/pending", "reviewer"):
+        reasons = "; ".join(x.get("code", "") for x in r["reasons"])
+        table.add_row(r["order_id"], f"{r['score']:.0f}", reasons, r["due_at"], str(r["escalated"]))
+    console.print(table)
+
+
+@review_app.command("approve")
+def review_approve(order_id: str, note: Annotated[str | None, typer.Option()] = None) -> None:
+    _print_json(_call("POST", f"/reviews/{order_id}/decision", "reviewer", {"decision": "approve", "note": note}))
+
+
+@review_app.command("reject")
+def review_reject(order_id: str, note: Annotated[str, typer.Option(help="Required")]) -> None:
+    _print_json(_call("POST", f"/reviews/{order_id}/decision", "reviewer", {"decision": "reject", "note": note}))
+
+
+# ---------------------------------------------------------------- warehouse & stock
+@warehouse_app.command("list")
+def warehouse_list() -> None:
+    table = Table(title="warehouse tasks")
+    for column in ("order", "status", "due", "lines"):
+        table.add_column(column)
+    for t in _call("GET", "/warehouse/tasks", "warehouse"):
+        lines = ", ".join(f"{x['quantity']}× {x['sku']} @{x['bin_location']}" for x in t["lines"])
+        table.add_row(t["order_id"], t["status"], t["due_at"], lines)
+    console.print(table)
+
+
+@warehouse_app.command("picked")
+def warehouse_picked(order_id: str) -> None:
+    _print_json(_call("POST", f"/warehouse/tasks/{order_id}/picked", "warehouse"))
+
+
+@warehouse_app.command("packed")
+def warehouse_packed(order_id: str, weight_kg: Annotated[float, typer.Option("--weight-kg")]) -> None:
+    _print_json(_call("POST", f"/warehouse/tasks/{order_id}/packed", "warehouse", {"weight_kg": weight_kg}))
+
+
+@app.command()
+def receive(sku: str, quantity: int) -> None:
+    """Record goods received for SKU: stock up, waiting orders served oldest first."""
+    _print_json(_call("POST", "/purchasing/receipts", "purchasing", {"sku": sku, "quantity": quantity}))
+
+
+@inventory_app.command("list")
+def inventory_list() -> None:
+    table = Table(title="inventory")
+    for column in ("sku", "on hand", "reserved", "available", "reorder point", "open request"):
+        table.add_column(column)
+    for s in _call("GET", "/inventory", "admin"):
+        table.add_row(s["sku"], str(s["on_hand"]), str(s["reserved"]), str(s["available"]),
+                      str(s["reorder_point"]), str(s["open_purchase_request"] or ""))
+    console.print(table)
+
+
+@inventory_app.command("check")
+def inventory_check() -> None:
+    """Prove on hand, reserved and the reservation rows agree for every SKU."""
+    from db.pool import create_pool
+    from db.repositories.inventory import invariant_violations
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set")
+
+    async def check() -> list[Any]:
+        pool = await create_pool(settings.database_url or "", min_size=1, max_size=1)
+        try:
+            return list(await invariant_violations(pool))
+        finally:
+            await pool.close()
+
+    violations = asyncio.run(check())
+    for v in violations:
+        console.print(f"[red]{v['sku']}: on hand {v['on_hand']}, reserved {v['reserved']}, held rows {v['held']}[/]")
+    if violations:
+        raise typer.Exit(1)
+    console.print("[green]inventory consistent: every SKU's reserved count equals its held reservations[/]")
+
+
+# ---------------------------------------------------------------- load
+@app.command()
+def load(
+    n: Annotated[int, typer.Option("-n", help="How many orders")] = 100,
+    continuous: Annotated[bool, typer.Option(help="Keep placing orders until stopped")] = False,
+    rate: Annotated[float, typer.Option(help="Orders per second when continuous")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Place realistic demo orders through the API, with a progress bar."""
+    from orderflow.datagen.orders import demo_order
+
+    rng = random.Random(seed or None)
+    prefix = f"L{int(time.time())}-{uuid.uuid4().hex[:4]}"
+    if continuous:
+        i = 0
+        while True:
+            i += 1
+            order = demo_order(rng, f"{prefix}-{i}")
+            _call("POST", "/orders", "storefront", order.model_dump(mode="json"))
+            time.sleep(1 / rate)
+    with Progress(console=console) as progress:
+        task = progress.add_task("placing orders", total=n)
+        for i in range(1, n + 1):
+            order = demo_order(rng, f"{prefix}-{i}")
+            _call("POST", "/orders", "storefront", order.model_dump(mode="json"))
+            progress.advance(task)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""`orderflow up`: the whole embedded stack on one machine, stopped cleanly on Ctrl-C.
+
+PostgreSQL and the Temporal dev server start here unless `DATABASE_URL` / `TEMPORAL_ADDRESS`
+point elsewhere; the carrier simulator, the worker and the API run as child processes of
+this one, each with a log under `.orderflow/logs/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from db.migrate import apply_migrations
+from db.pool import create_pool
+from db.seed import seed_demo_catalogue
+from orderflow.models import OrderPolicy
+from orderflow.settings import ROLES, Settings
+from orderflow.temporal_client import connect_temporal
+from stack.postgres import EmbeddedPostgres
+from stack.search_attributes import register_search_attributes
+from stack.supervisor import ManagedProcess, Supervisor, wait_for_port
+from stack.temporal import TemporalDevServer
+
+# The embedded demo keeps people's waits short and runs the warehouse by itself.
+DEMO_POLICY = OrderPolicy(
+    auto_warehouse=True,
+    auto_pick_delay=timedelta(seconds=3),
+    auto_pack_delay=timedelta(seconds=3),
+    quiet_period=timedelta(seconds=30),
+    review_window=timedelta(minutes=10),
+)
+
+
+async def prepare_database(database_url: str) -> None:
+    """Migrations and the demo catalogue (idempotent)."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+            await seed_demo_catalogue(conn)
+    finally:
+        await pool.close()
+
+
+async def _register_external(settings: Settings, address: str) -> None:
+    client = await connect_temporal(settings, address)
+    await register_search_attributes(client, settings.temporal_namespace)
+
+
+def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
+    state = settings.state_dir.resolve()
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with Supervisor() as sup:
+        sup.install_signal_handlers()
+        database_url = settings.database_url
+        if not database_url:
+            console.print("starting PostgreSQL …")
+            postgres = sup.add(EmbeddedPostgres(state / "postgres", settings.postgres_port), "postgres")
+            postgres.start()
+            database_url = postgres.url
+        asyncio.run(prepare_database(database_url))
+
+        address = settings.temporal_address
+        ui_url = None
+        if not address:
+            console.print("starting the Temporal dev server …")
+            temporal = sup.add(
+                TemporalDevServer(
+                    state / "temporal.db",
+                    grpc_port=settings.temporal_grpc_port,
+                    ui_port=settings.temporal_ui_port,
+                    namespace=settings.temporal_namespace,
+                    log_file=logs / "temporal.log",
+                ),
+                "temporal",
+            )
+            temporal.start()
+            address = temporal.address
+            ui_url = f"http://localhost:{settings.temporal_ui_port}"
+        else:
+            asyncio.run(_register_external(settings, address))
+
+        env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": address}
+        if "ORDERFLOW_ORDER_POLICY" not in os.environ:
+            env["ORDERFLOW_ORDER_POLICY"] = DEMO_POLICY.model_dump_json()
+        python = [sys.executable, "-m", "orderflow.cli"]
+        for name in ("carrier-simulator", "worker", "api"):
+            sup.add(ManagedProcess(name, [*python, name], logs / f"{name}.log", env), name).start()
+        wait_for_port(settings.carrier_simulator_port, timeout=60)
+        wait_for_port(settings.api_port, timeout=60)
+        if demo:
+            demo_process = ManagedProcess(
+                "demo", [*python, "load", "--continuous", "--rate", "0.5"], logs / "demo.log", env
+            )
+            sup.add(demo_process, "demo").start()
+
+        console.print("\n[bold green]orderflow is up[/]")
+        if ui_url:
+            console.print(f"  Temporal Web UI   {ui_url}  (filter e.g. OrderStatus=\"PENDING_REVIEW\")")
+        console.print(f"  Temporal gRPC     {address}")
+        console.print(f"  HTTP API          http://localhost:{settings.api_port}  (docs at /docs)")
+        console.print(f"  PostgreSQL        {database_url}")
+        console.print(f"  logs              {logs}")
+        if settings.mode != "production":
+            console.print("  development tokens: " + ", ".join(f"dev-{role}" for role in ROLES))
+        console.print("Press Ctrl-C to stop.\n")
+        reason = sup.wait()
+        console.print(f"stopping ({reason}) …")
+    return reason
+
+
+def state_path(settings: Settings, *parts: str) -> Path:
+    return settings.state_dir.joinpath(*parts)

@@ -1,0 +1,28 @@
+"""Connecting to Temporal the same way from every process: pydantic converter, TLS or API key."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from orderflow.settings import Settings
+
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+async def connect_temporal(settings: Settings, address: str | None = None) -> Client:
+    tls: TLSConfig | bool = False
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
+    elif settings.temporal_tls or settings.temporal_api_key:
+        tls = True
+    return await Client.connect(
+        address or settings.temporal_address or DEFAULT_ADDRESS,
+        namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key,
+        tls=tls,
+        data_converter=pydantic_data_converter,
+    )

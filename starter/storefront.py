@@ -1,0 +1,119 @@
+"""The storefront's typed client: place an order, read its status, cancel, and the
+operators' messages to a running order (review decisions, warehouse reports, tracking).
+
+Placing is idempotent on the order id: the workflow id is `order-<order_id>`, so a retried
+placement finds the existing workflow instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from orderflow import search_attributes as sa
+from orderflow.models import (
+    CancelRequest,
+    CancelResult,
+    Order,
+    OrderPolicy,
+    OrderStatus,
+    OrderView,
+    OrderWorkflowInput,
+    PackedReport,
+    PickedReport,
+    ReviewDecision,
+    StockReceived,
+    TrackingUpdate,
+)
+from workflows.order import OrderWorkflow
+
+
+class PlacedOrder(BaseModel):
+    order_id: str
+    workflow_id: str
+    status: OrderStatus
+    created: bool
+
+
+def workflow_id_for(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+class StorefrontClient:
+    def __init__(self, client: Client, *, task_queue: str, policy: OrderPolicy | None = None) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._policy = policy or OrderPolicy()
+
+    @property
+    def temporal(self) -> Client:
+        return self._client
+
+    def handle(self, order_id: str) -> WorkflowHandle[OrderWorkflow, OrderView]:
+        return self._client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(order_id))
+
+    async def place_order(self, order: Order, *, policy: OrderPolicy | None = None) -> PlacedOrder:
+        now = datetime.now(UTC)
+        if order.placed_at is None:
+            order = order.model_copy(update={"placed_at": now})
+        workflow_id = workflow_id_for(order.order_id)
+        try:
+            await self._client.start_workflow(
+                OrderWorkflow.run,
+                OrderWorkflowInput(order=order, policy=policy or self._policy, received_at=now),
+                id=workflow_id,
+                task_queue=self._task_queue,
+                # A completed order's id is never reused; a running one is never started twice.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=sa_for_new_order(order),
+            )
+        except WorkflowAlreadyStartedError:
+            return PlacedOrder(
+                order_id=order.order_id,
+                workflow_id=workflow_id,
+                status=(await self.get_status(order.order_id)).status,
+                created=False,
+            )
+        return PlacedOrder(
+            order_id=order.order_id, workflow_id=workflow_id, status=OrderStatus.RECEIVED, created=True
+        )
+
+    async def get_status(self, order_id: str) -> OrderView:
+        return await self.handle(order_id).query(OrderWorkflow.view)
+
+    async def cancel(self, order_id: str, reason: str, *, requested_by: str = "customer") -> CancelResult:
+        return await self.handle(order_id).execute_update(
+            OrderWorkflow.cancel, CancelRequest(reason=reason, requested_by=requested_by)
+        )
+
+    # Operators' messages ---------------------------------------------------------------
+    async def decide_review(self, order_id: str, decision: ReviewDecision) -> OrderView:
+        return await self.handle(order_id).execute_update(OrderWorkflow.decide_review, decision)
+
+    async def report_picked(self, order_id: str, report: PickedReport) -> OrderView:
+        return await self.handle(order_id).execute_update(OrderWorkflow.report_picked, report)
+
+    async def report_packed(self, order_id: str, report: PackedReport) -> OrderView:
+        return await self.handle(order_id).execute_update(OrderWorkflow.report_packed, report)
+
+    async def stock_received(self, order_id: str, receipt: StockReceived) -> None:
+        await self.handle(order_id).signal(OrderWorkflow.stock_received, receipt)
+
+    async def tracking_event(self, order_id: str, update: TrackingUpdate) -> None:
+        await self.handle(order_id).signal(OrderWorkflow.tracking_event, update)
+
+
+def sa_for_new_order(order: Order) -> TypedSearchAttributes:
+    """What the Web UI can filter on from the first moment, before any step has run."""
+    return TypedSearchAttributes(
+        [
+            sa.CUSTOMER_ID.value_set(order.customer.id),
+            sa.ORDER_STATUS.value_set(OrderStatus.RECEIVED),
+            sa.FLAGGED.value_set(False),
+        ]
+    )

@@ -1,0 +1,92 @@
+"""The worker process: hosts the order workflow and its activities on one task queue.
+
+Start as many as you like (`orderflow worker`); they share the task queue and PostgreSQL,
+and nothing here assumes a single process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.order_steps import OrderStepActivities
+from activities.shipping import ShippingActivities
+from db.migrate import apply_migrations
+from db.pool import create_pool
+from orderflow.settings import Settings
+from orderflow.temporal_client import connect_temporal
+from workers.outbox import run_dispatcher
+from workflows.order import OrderWorkflow
+
+log = logging.getLogger("orderflow.worker")
+
+
+def build_worker(
+    client: Client, pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+) -> Worker:
+    steps = OrderStepActivities(pool, settings)
+    shipping = ShippingActivities(pool, settings, http)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[OrderWorkflow],
+        activities=[
+            steps.record_order,
+            steps.classify_order,
+            steps.assess_risk,
+            steps.escalate_review,
+            steps.record_review_decision,
+            steps.reserve_stock,
+            steps.remind_backorder,
+            steps.open_pick_task,
+            steps.notify_pick_overdue,
+            steps.record_picked,
+            steps.record_packed,
+            steps.record_tracking,
+            steps.complete_order,
+            steps.cancel_order,
+            shipping.book_shipment,
+            shipping.follow_up_delivery,
+        ],
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+    )
+
+
+@contextlib.asynccontextmanager
+async def worker_resources(settings: Settings, database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, httpx.AsyncClient]]:
+    pool = await create_pool(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+        async with httpx.AsyncClient() as http:
+            yield pool, http
+    finally:
+        await pool.close()
+
+
+async def run_worker(settings: Settings, *, database_url: str, temporal_address: str | None = None) -> None:
+    client = await connect_temporal(settings, temporal_address)
+    async with worker_resources(settings, database_url) as (pool, http):
+        worker = build_worker(client, pool, http, settings)
+        dispatcher = (
+            asyncio.create_task(run_dispatcher(pool, settings.outbox_interval_seconds))
+            if settings.outbox_dispatch
+            else None
+        )
+        log.info("worker listening on task queue %s", settings.task_queue)
+        try:
+            await worker.run()
+        finally:
+            if dispatcher:
+                dispatcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatcher
