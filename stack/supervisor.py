@@ -8,6 +8,7 @@ the supervisor, which then stops the children one by one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -231,24 +232,24 @@ class ManagedProcess:
         popen = self._popen
         if popen is None:
             return None
-        if popen.poll() is None:
+        if popen.returncode is None:
             wait = self.stop_timeout if timeout is None else timeout
             self._signal_group(signal.SIGTERM)
-            try:
-                popen.wait(wait)
-            except subprocess.TimeoutExpired:
+            if not self._exited_unreaped(wait):
                 log.warning("%s did not stop within %.0fs; killing it", self.name, wait)
-                self._signal_group(signal.SIGKILL)
-                popen.wait()
-        # Grandchildren that ignored SIGTERM would otherwise outlive their parent.
-        self._signal_group(signal.SIGKILL)
+            # The leader is dead but not yet reaped (or still running), so its group id
+            # cannot belong to anyone else: this reaches only its own leftovers.
+            self._signal_group(signal.SIGKILL)
+            popen.wait()
+        else:
+            self._kill_leftovers()
         self._close_log()
         log.info("stopped %s (exit code %s)", self.name, popen.returncode)
         return popen.returncode
 
     def kill(self) -> None:
         """SIGKILL the process group at once: a crash, as the recovery tests need."""
-        if self._popen is None:
+        if self._popen is None or self._popen.returncode is not None:
             return
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
@@ -263,6 +264,33 @@ class ManagedProcess:
         if self._popen is None:
             raise StackError(f"{self.name} was never started")
         return self._popen.wait(timeout)
+
+    def _exited_unreaped(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the process to exit, leaving it a zombie (not reaped)."""
+        assert self._popen is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info = os.waitid(os.P_PID, self._popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return True
+            if info is not None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def _kill_leftovers(self) -> None:
+        """Kill processes still in the group of a child that has already been reaped."""
+        if self._popen is None:
+            return
+        group = self._popen.pid
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == group:
+                    proc.kill()
+            except (ProcessLookupError, psutil.Error):
+                continue
 
     def _signal_group(self, signum: signal.Signals) -> None:
         if self._popen is None:
@@ -351,10 +379,25 @@ class Supervisor:
     def wait(self, poll_interval: float = 0.5) -> str:
         """Block until a stop is requested or a managed process exits; say which."""
         while not self._stop_requested.wait(poll_interval):
-            for name, member in self._members:
-                if isinstance(member, ManagedProcess) and member.pid is not None:
-                    if not member.is_alive():
-                        return f"{name} exited with code {member.returncode}"
+            died = self._dead_member()
+            if died is not None:
+                return died
+        return "stop requested"
+
+    def _dead_member(self) -> str | None:
+        for name, member in self._members:
+            if isinstance(member, ManagedProcess) and member.pid is not None:
+                if not member.is_alive():
+                    return f"{name} exited with code {member.returncode}"
+        return None
+
+    async def wait_async(self, poll_interval: float = 0.5) -> str:
+        """`wait` for async callers (`orderflow up` under asyncio), without blocking the loop."""
+        while not self._stop_requested.is_set():
+            died = self._dead_member()
+            if died is not None:
+                return died
+            await asyncio.sleep(poll_interval)
         return "stop requested"
 
     def shutdown_all(self) -> list[tuple[str, BaseException]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client
@@ -294,6 +295,51 @@ def test_supervisor_wait_returns_on_a_stop_request() -> None:
     sup = Supervisor()
     sup.request_stop()
     assert sup.wait(poll_interval=0.05) == "stop requested"
+
+
+async def test_supervisor_wait_async_reports_a_child_that_died(tmp_path: Path) -> None:
+    with Supervisor() as sup:
+        sup.add(
+            ManagedProcess("crasher", [sys.executable, "-c", "raise SystemExit(4)"], tmp_path / "c")
+        ).start()
+        assert await sup.wait_async(poll_interval=0.05) == "crasher exited with code 4"
+
+
+def test_stopping_a_process_also_stops_what_it_started(tmp_path: Path) -> None:
+    grandchild = (
+        "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('grandchild', os.getpid(), flush=True); time.sleep(60)"
+    )
+    parent = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
+    )
+    log_file = tmp_path / "parent.log"
+    proc = ManagedProcess("parent", [sys.executable, "-c", parent], log_file).start()
+    grandchild_pid = None
+    for _ in range(200):
+        lines = [line.split() for line in log_file.read_text().splitlines()]
+        found = [int(w[1]) for w in lines if len(w) == 2 and w[0] == "grandchild"]
+        if found:
+            grandchild_pid = found[0]
+            break
+        time.sleep(0.05)
+    assert grandchild_pid is not None and psutil.pid_exists(grandchild_pid)
+
+    proc.stop(timeout=5)
+    assert not _still_running(grandchild_pid), f"{grandchild_pid} outlived its parent's stop"
+
+
+def _still_running(pid: int) -> bool:
+    # A killed orphan is reaped by init shortly after; allow it that moment.
+    for _ in range(100):
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_workflow_search_attribute_keys_match_the_registered_mapping() -> None:
