@@ -17,7 +17,7 @@ import yaml
 from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("worker", "api", "carrier-simulator")
+APP_SERVICES = ("worker", "api", "carrier-simulator", "migrate")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,7 @@ def test_the_services_of_the_distributed_shape_are_there(
     services: dict[str, dict[str, Any]],
 ) -> None:
     wanted = {"postgresql", "temporal", "temporal-setup", "temporal-ui", "worker", "api"}
+    wanted |= {"migrate", "carrier-simulator"}
     assert wanted <= set(services)
     assert services["temporal"]["image"].startswith("temporalio/")
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
@@ -87,7 +88,7 @@ def test_worker_and_api_point_at_temporal_and_the_app_database(
     services: dict[str, dict[str, Any]], compose: dict[str, Any]
 ) -> None:
     init_sql = compose["configs"]["orderflow-database"]["content"]
-    for name in ("worker", "api"):
+    for name in ("worker", "api", "migrate"):
         env = env_of(services[name])
         host, _, port = env["TEMPORAL_ADDRESS"].partition(":")
         assert host == "temporal" and port == "7233"
@@ -132,6 +133,8 @@ def test_start_order_waits_for_healthy_dependencies(
         assert condition(name, "postgresql") == "service_healthy"
         assert condition(name, "temporal") == "service_healthy"
         assert condition(name, "temporal-setup") == "service_completed_successfully"
+        assert condition(name, "migrate") == "service_completed_successfully"
+    assert condition("migrate", "postgresql") == "service_healthy"
     assert condition("temporal", "postgresql") == "service_healthy"
     assert condition("temporal-setup", "temporal") == "service_healthy"
     assert condition("temporal-ui", "temporal") == "service_healthy"
