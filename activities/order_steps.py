@@ -178,7 +178,8 @@ class OrderStepActivities:
                 if assessment.flagged:
                     await conn.execute(
                         """INSERT INTO review_tasks (order_id, score, reasons, opened_at, due_at, deadline_at)
-                           VALUES ($1, $2, $3, $4, $4 + $5::interval, $4 + $6::interval)
+                           VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz + $5::interval,
+                                   $4::timestamptz + $6::interval)
                            ON CONFLICT (order_id) DO NOTHING""",
                         order.order_id,
                         assessment.score,
@@ -344,7 +345,7 @@ class OrderStepActivities:
             if recorded is not None:
                 await conn.execute(
                     """INSERT INTO warehouse_tasks (order_id, opened_at, due_at)
-                       VALUES ($1, $2, $2 + $3::interval) ON CONFLICT (order_id) DO NOTHING""",
+                       VALUES ($1, $2::timestamptz, $2::timestamptz + $3::interval) ON CONFLICT (order_id) DO NOTHING""",
                     data.order_id,
                     recorded,
                     data.pick_sla,

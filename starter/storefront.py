@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from orderflow import search_attributes as sa
@@ -112,8 +112,8 @@ def sa_for_new_order(order: Order) -> TypedSearchAttributes:
     """What the Web UI can filter on from the first moment, before any step has run."""
     return TypedSearchAttributes(
         [
-            sa.CUSTOMER_ID.value_set(order.customer.id),
-            sa.ORDER_STATUS.value_set(OrderStatus.RECEIVED),
-            sa.FLAGGED.value_set(False),
+            SearchAttributePair(sa.CUSTOMER_ID, order.customer.id),
+            SearchAttributePair(sa.ORDER_STATUS, str(OrderStatus.RECEIVED)),
+            SearchAttributePair(sa.FLAGGED, False),
         ]
     )
