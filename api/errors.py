@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -19,17 +20,26 @@ def _describe(error: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        return JSONResponse(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            content={
-                "detail": "invalid request: " + "; ".join(_describe(e) for e in errors),
-                "errors": [
-                    {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": e.get("type")}
-                    for e in errors
-                ],
-            },
-        )
+        return _unprocessable(list(exc.errors()))
+
+    # A message built from a valid body can still break a rule of the domain model
+    # (e.g. rejecting without a note): that is the caller's mistake, a 422, never a 500.
+    @app.exception_handler(ValidationError)
+    async def _invalid_message(request: Request, exc: ValidationError) -> JSONResponse:
+        return _unprocessable([dict(e) for e in exc.errors()])
+
+
+def _unprocessable(errors: list[Any]) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={
+            "detail": "invalid request: " + "; ".join(_describe(e) for e in errors),
+            "errors": [
+                {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": e.get("type")}
+                for e in errors
+            ],
+        },
+    )
 
 
 class BodySizeLimit:

@@ -18,3 +18,10 @@ async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 2
     )
     assert pool is not None
     return pool
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    """One connection with the same codecs as the pool's (for one-off jobs)."""
+    conn = await asyncpg.connect(database_url)
+    await _init_connection(conn)
+    return conn

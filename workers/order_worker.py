@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.order_steps import OrderStepActivities
 from activities.shipping import ShippingActivities
@@ -26,6 +27,14 @@ from workers.outbox import run_dispatcher
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger("orderflow.worker")
+
+# The models validate e-mail addresses; their helper libraries are deterministic and are
+# shared with the sandbox instead of being re-imported for every workflow run.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "pydantic", "pydantic_core", "email_validator", "idna", "annotated_types"
+    )
+)
 
 
 def build_worker(
@@ -58,6 +67,7 @@ def build_worker(
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_runner=SANDBOX,
     )
 
 

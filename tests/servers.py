@@ -1,0 +1,154 @@
+"""Real servers for the integration tests: PostgreSQL, the Temporal dev server, and the
+project's own worker, API and carrier simulator on free loopback ports.
+
+`DATABASE_URL`, when set, is used instead of an embedded PostgreSQL (each session makes a
+fresh database on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from db.migrate import apply_migrations
+from db.pool import connect, create_pool
+from db.seed import seed_demo_catalogue
+from orderflow.models import OrderPolicy
+from orderflow.search_attributes import ALL_KEYS
+from orderflow.settings import Settings
+from simulators.carrier import create_app as create_simulator
+from stack.postgres import EmbeddedPostgres
+from stack.supervisor import free_port
+from stack.temporal import find_temporal_binary
+from starter.storefront import StorefrontClient
+from workers.order_worker import build_worker
+
+
+@contextlib.contextmanager
+def postgres_url(base: Path) -> Any:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(base / "pgdata", free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+async def fresh_database(url: str) -> str:
+    """A new, empty database on the server of `url`, so test sessions never share state."""
+    name = f"orderflow_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')  # identifier, not a value: no parameter form
+    finally:
+        await admin.close()
+    head, _, _ = url.rpartition("/")
+    return f"{head}/{name}"
+
+
+async def prepare(url: str) -> None:
+    conn = await connect(url)
+    try:
+        await apply_migrations(conn)
+        await seed_demo_catalogue(conn)
+    finally:
+        await conn.close()
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_temporal_binary()),
+        search_attributes=ALL_KEYS,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Stack:
+    """Everything an integration test talks to."""
+
+    settings: Settings
+    client: Client
+    pool: asyncpg.Pool
+    storefront: StorefrontClient
+    api: httpx.AsyncClient
+    database_url: str
+
+    async def http(self, method: str, path: str, role: str | None = "storefront", **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", {}))
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.settings.token_for(role)}" if role != "raw" else ""
+        return await self.api.request(method, path, headers=headers, **kw)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    env: WorkflowEnvironment, database_url: str, *, policy: OrderPolicy, with_worker: bool = True
+) -> AsyncIterator[Stack]:
+    api_port, sim_port = free_port(), free_port()
+    settings = Settings(
+        database_url=database_url,
+        task_queue=f"orders-{uuid.uuid4().hex[:8]}",
+        api_port=api_port,
+        carrier_api_url=f"http://127.0.0.1:{sim_port}",
+        carrier_simulator_port=sim_port,
+        carrier_webhook_base_url=f"http://127.0.0.1:{api_port}",
+        carrier_simulator_mode="instant",
+        order_policy=policy,
+        outbox_interval_seconds=0.2,
+        db_pool_max=30,
+    )
+    pool = await create_pool(database_url, min_size=2, max_size=settings.db_pool_max)
+    storefront = StorefrontClient(env.client, task_queue=settings.task_queue, policy=policy)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(serve(create_simulator(settings), sim_port))
+            await stack.enter_async_context(
+                serve(create_app(settings, pool=pool, storefront=storefront), api_port)
+            )
+            http = await stack.enter_async_context(httpx.AsyncClient())
+            if with_worker:
+                worker: Worker = build_worker(env.client, pool, http, settings)
+                await stack.enter_async_context(worker)
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
+            )
+            yield Stack(settings, env.client, pool, storefront, api, database_url)
+    finally:
+        await pool.close()
