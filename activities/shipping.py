@@ -156,7 +156,11 @@ class ShippingActivities:
                 event_key=f"tracking.follow_up.{data.attempt}",
                 step=Step.TRACKING,
                 kind="delivery_follow_up",
-                details={"attempt": data.attempt, "escalated": data.escalate, "carrier_status": carrier_status},
+                details={
+                    "attempt": data.attempt,
+                    "escalated": data.escalate,
+                    "carrier_status": carrier_status,
+                },
             )
             if recorded is None:
                 return FollowUpResult(carrier_status=carrier_status)
@@ -169,7 +173,9 @@ class ShippingActivities:
                 data.escalate,
                 carrier_status,
             )
-            email = await conn.fetchval("SELECT customer_email FROM orders WHERE order_id = $1", data.order_id)
+            email = await conn.fetchval(
+                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
+            )
             await notifications.enqueue(
                 conn,
                 key=f"{data.order_id}:late:{data.attempt}",

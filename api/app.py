@@ -34,7 +34,9 @@ def create_app(
             url = database_url or settings.database_url
             if not url:
                 raise RuntimeError("DATABASE_URL is not set")
-            own_pool = await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+            own_pool = await create_pool(
+                url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            )
         app.state.pool = pool or own_pool
         if storefront is None:
             client = await connect_temporal(settings)

@@ -54,9 +54,15 @@ def require(*roles: str, customer: bool = False) -> Callable[[Request], Principa
             )
         if token.startswith("cust_"):
             order_id = request.path_params.get("order_id")
-            if customer and order_id and is_customer_token(settings.customer_token_secret, order_id, token):
+            if (
+                customer
+                and order_id
+                and is_customer_token(settings.customer_token_secret, order_id, token)
+            ):
                 return Principal(role=CUSTOMER, order_id=order_id)
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "this customer token does not open this resource")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "this customer token does not open this resource"
+            )
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"}
         )

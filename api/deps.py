@@ -51,8 +51,11 @@ def workflow_errors_as_http(order_id: str, current_status: str) -> Iterator[None
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise HTTPException(
-                status.HTTP_409_CONFLICT, f"order {order_id} is {current_status}: its process has ended"
+                status.HTTP_409_CONFLICT,
+                f"order {order_id} is {current_status}: its process has ended",
             ) from exc
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "order service busy, retry") from exc
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "order service busy, retry"
+            ) from exc
         raise

@@ -24,8 +24,17 @@ DEMO_PRODUCTS: tuple[tuple[str, str, str, str, str, bool, int, int, int], ...] =
     ("SKU-GRINDER", "Burr coffee grinder", "129.00", "2.200", "C-02-2", False, 60, 8, 50),
     ("SKU-TEAPOT", "Cast-iron teapot", "45.00", "1.600", "C-03-1", False, 80, 10, 60),
     ("SKU-ESPRESSO-PRO", "Espresso machine Pro", "899.00", "11.500", "D-01-1", False, 20, 3, 15),
-    ("SKU-LIMITED-KETTLE", "Limited edition kettle (pre-order)", "149.00", "1.400", "D-02-1",
-     True, 0, 0, 0),
+    (
+        "SKU-LIMITED-KETTLE",
+        "Limited edition kettle (pre-order)",
+        "149.00",
+        "1.400",
+        "D-02-1",
+        True,
+        0,
+        0,
+        0,
+    ),
 )
 
 # code, name, lead e-mail
@@ -55,7 +64,9 @@ async def seed_demo_catalogue(conn: asyncpg.Connection) -> None:
                 bin_location=bin_,
                 pre_sale=pre_sale,
             )
-            await catalogue.ensure_stock(conn, sku=sku, on_hand=on_hand, reorder_point=rop, order_up_to=out)
+            await catalogue.ensure_stock(
+                conn, sku=sku, on_hand=on_hand, reorder_point=rop, order_up_to=out
+            )
         for code, name, email in DEPARTMENTS:
             await catalogue.upsert_department(conn, code, name, email)
         for carrier in DEMO_CARRIERS:

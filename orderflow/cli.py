@@ -35,7 +35,9 @@ console = Console()
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _call(method: str, path: str, role: str, body: Any = None) -> Any:
@@ -68,7 +70,9 @@ def _print_json(data: Any) -> None:
 
 # ---------------------------------------------------------------- running it
 @app.command()
-def up(demo: Annotated[bool, typer.Option(help="Also place sample orders continuously.")] = False) -> None:
+def up(
+    demo: Annotated[bool, typer.Option(help="Also place sample orders continuously.")] = False,
+) -> None:
     """Start the whole embedded stack: Temporal dev server + UI, PostgreSQL, worker, API."""
     from orderflow.stack_runner import run_stack
 
@@ -97,7 +101,9 @@ def api() -> None:
 
     _logging()
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+    )
 
 
 @app.command("carrier-simulator")
@@ -136,7 +142,9 @@ def status(order_id: str) -> None:
     for column in ("step", "status", "what", "who", "at"):
         table.add_column(column)
     for e in data["timeline"]:
-        table.add_row(f"{e['step']} {e['step_name']}", e["status"] or "", e["kind"], e["actor"], e["at"])
+        table.add_row(
+            f"{e['step']} {e['step_name']}", e["status"] or "", e["kind"], e["actor"], e["at"]
+        )
     console.print(table)
     console.print(
         f"type {data['order_type']}, department {data['department']}, risk {data['risk_score']}, "
@@ -145,7 +153,9 @@ def status(order_id: str) -> None:
 
 
 @app.command()
-def cancel(order_id: str, reason: Annotated[str, typer.Option(help="Why")] = "customer request") -> None:
+def cancel(
+    order_id: str, reason: Annotated[str, typer.Option(help="Why")] = "customer request"
+) -> None:
     """Cancel an order before shipment."""
     _print_json(_call("POST", f"/orders/{order_id}/cancel", "admin", {"reason": reason}))
 
@@ -165,12 +175,26 @@ def review_list() -> None:
 
 @review_app.command("approve")
 def review_approve(order_id: str, note: Annotated[str | None, typer.Option()] = None) -> None:
-    _print_json(_call("POST", f"/reviews/{order_id}/decision", "reviewer", {"decision": "approve", "note": note}))
+    _print_json(
+        _call(
+            "POST",
+            f"/reviews/{order_id}/decision",
+            "reviewer",
+            {"decision": "approve", "note": note},
+        )
+    )
 
 
 @review_app.command("reject")
 def review_reject(order_id: str, note: Annotated[str, typer.Option(help="Required")]) -> None:
-    _print_json(_call("POST", f"/reviews/{order_id}/decision", "reviewer", {"decision": "reject", "note": note}))
+    _print_json(
+        _call(
+            "POST",
+            f"/reviews/{order_id}/decision",
+            "reviewer",
+            {"decision": "reject", "note": note},
+        )
+    )
 
 
 # ---------------------------------------------------------------- warehouse & stock
@@ -191,14 +215,20 @@ def warehouse_picked(order_id: str) -> None:
 
 
 @warehouse_app.command("packed")
-def warehouse_packed(order_id: str, weight_kg: Annotated[float, typer.Option("--weight-kg")]) -> None:
-    _print_json(_call("POST", f"/warehouse/tasks/{order_id}/packed", "warehouse", {"weight_kg": weight_kg}))
+def warehouse_packed(
+    order_id: str, weight_kg: Annotated[float, typer.Option("--weight-kg")]
+) -> None:
+    _print_json(
+        _call("POST", f"/warehouse/tasks/{order_id}/packed", "warehouse", {"weight_kg": weight_kg})
+    )
 
 
 @app.command()
 def receive(sku: str, quantity: int) -> None:
     """Record goods received for SKU: stock up, waiting orders served oldest first."""
-    _print_json(_call("POST", "/purchasing/receipts", "purchasing", {"sku": sku, "quantity": quantity}))
+    _print_json(
+        _call("POST", "/purchasing/receipts", "purchasing", {"sku": sku, "quantity": quantity})
+    )
 
 
 @inventory_app.command("list")
@@ -207,8 +237,14 @@ def inventory_list() -> None:
     for column in ("sku", "on hand", "reserved", "available", "reorder point", "open request"):
         table.add_column(column)
     for s in _call("GET", "/inventory", "admin"):
-        table.add_row(s["sku"], str(s["on_hand"]), str(s["reserved"]), str(s["available"]),
-                      str(s["reorder_point"]), str(s["open_purchase_request"] or ""))
+        table.add_row(
+            s["sku"],
+            str(s["on_hand"]),
+            str(s["reserved"]),
+            str(s["available"]),
+            str(s["reorder_point"]),
+            str(s["open_purchase_request"] or ""),
+        )
     console.print(table)
 
 
@@ -231,10 +267,14 @@ def inventory_check() -> None:
 
     violations = asyncio.run(check())
     for v in violations:
-        console.print(f"[red]{v['sku']}: on hand {v['on_hand']}, reserved {v['reserved']}, held rows {v['held']}[/]")
+        console.print(
+            f"[red]{v['sku']}: on hand {v['on_hand']}, reserved {v['reserved']}, held rows {v['held']}[/]"
+        )
     if violations:
         raise typer.Exit(1)
-    console.print("[green]inventory consistent: every SKU's reserved count equals its held reservations[/]")
+    console.print(
+        "[green]inventory consistent: every SKU's reserved count equals its held reservations[/]"
+    )
 
 
 # ---------------------------------------------------------------- load

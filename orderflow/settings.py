@@ -29,14 +29,16 @@ class Settings(BaseSettings):
 
     # Temporal
     temporal_address: str | None = Field(
-        default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDRESS")
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDRESS"),
     )
     temporal_namespace: str = Field(
         default="default",
         validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "ORDERFLOW_TEMPORAL_NAMESPACE"),
     )
     temporal_api_key: str | None = Field(
-        default=None, validation_alias=AliasChoices("TEMPORAL_API_KEY", "ORDERFLOW_TEMPORAL_API_KEY")
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_API_KEY", "ORDERFLOW_TEMPORAL_API_KEY"),
     )
     temporal_tls: bool = Field(
         default=False, validation_alias=AliasChoices("TEMPORAL_TLS", "ORDERFLOW_TEMPORAL_TLS")

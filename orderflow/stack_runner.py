@@ -61,7 +61,9 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
         database_url = settings.database_url
         if not database_url:
             console.print("starting PostgreSQL …")
-            postgres = sup.add(EmbeddedPostgres(state / "postgres", settings.postgres_port), "postgres")
+            postgres = sup.add(
+                EmbeddedPostgres(state / "postgres", settings.postgres_port), "postgres"
+            )
             postgres.start()
             database_url = postgres.url
         asyncio.run(prepare_database(database_url))
@@ -102,7 +104,9 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
 
         console.print("\n[bold green]orderflow is up[/]")
         if ui_url:
-            console.print(f"  Temporal Web UI   {ui_url}  (filter e.g. OrderStatus=\"PENDING_REVIEW\")")
+            console.print(
+                f'  Temporal Web UI   {ui_url}  (filter e.g. OrderStatus="PENDING_REVIEW")'
+            )
         console.print(f"  Temporal gRPC     {address}")
         console.print(f"  HTTP API          http://localhost:{settings.api_port}  (docs at /docs)")
         console.print(f"  PostgreSQL        {database_url}")

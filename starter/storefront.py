@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from orderflow import search_attributes as sa
@@ -44,7 +49,9 @@ def workflow_id_for(order_id: str) -> str:
 
 
 class StorefrontClient:
-    def __init__(self, client: Client, *, task_queue: str, policy: OrderPolicy | None = None) -> None:
+    def __init__(
+        self, client: Client, *, task_queue: str, policy: OrderPolicy | None = None
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
         self._policy = policy or OrderPolicy()
@@ -80,13 +87,18 @@ class StorefrontClient:
                 created=False,
             )
         return PlacedOrder(
-            order_id=order.order_id, workflow_id=workflow_id, status=OrderStatus.RECEIVED, created=True
+            order_id=order.order_id,
+            workflow_id=workflow_id,
+            status=OrderStatus.RECEIVED,
+            created=True,
         )
 
     async def get_status(self, order_id: str) -> OrderView:
         return await self.handle(order_id).query(OrderWorkflow.view)
 
-    async def cancel(self, order_id: str, reason: str, *, requested_by: str = "customer") -> CancelResult:
+    async def cancel(
+        self, order_id: str, reason: str, *, requested_by: str = "customer"
+    ) -> CancelResult:
         return await self.handle(order_id).execute_update(
             OrderWorkflow.cancel, CancelRequest(reason=reason, requested_by=requested_by)
         )

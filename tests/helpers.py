@@ -10,7 +10,12 @@ from typing import Any
 
 import asyncpg
 
-PRICES = {"SKU-RED-MUG": "12.50", "SKU-TEA-TIN": "8.90", "SKU-KETTLE": "59.00", "SKU-TEAPOT": "45.00"}
+PRICES = {
+    "SKU-RED-MUG": "12.50",
+    "SKU-TEA-TIN": "8.90",
+    "SKU-KETTLE": "59.00",
+    "SKU-TEAPOT": "45.00",
+}
 
 
 def order_json(
@@ -23,7 +28,9 @@ def order_json(
 ) -> dict[str, Any]:
     """A valid SPEC §8 order (unique id), with any field overridden."""
     lines = items or [("SKU-RED-MUG", 2)]
-    item_list = [{"sku": sku, "quantity": qty, "unit_price": PRICES.get(sku, "12.50")} for sku, qty in lines]
+    item_list = [
+        {"sku": sku, "quantity": qty, "unit_price": PRICES.get(sku, "12.50")} for sku, qty in lines
+    ]
     total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in item_list)
     customer = customer_id or f"C-{uuid.uuid4().hex[:8]}"
     body: dict[str, Any] = {
@@ -32,11 +39,20 @@ def order_json(
         "customer": {"id": customer, "email": f"{customer.lower()}@example.com", "name": "Ann Lee"},
         "items": item_list,
         "currency": "EUR",
-        "shipping_address": {"name": "Ann Lee", "line1": f"{uuid.uuid4().int % 999} Main St", "city": "Berlin",
-                             "postal_code": "10115", "country": "DE"},
+        "shipping_address": {
+            "name": "Ann Lee",
+            "line1": f"{uuid.uuid4().int % 999} Main St",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": "DE",
+        },
         "billing_address": None,
-        "payment": {"method": "card", "transaction_id": f"pay_{uuid.uuid4().hex[:8]}",
-                    "amount": str(total), "status": payment_status},
+        "payment": {
+            "method": "card",
+            "transaction_id": f"pay_{uuid.uuid4().hex[:8]}",
+            "amount": str(total),
+            "status": payment_status,
+        },
         "promo_code": None,
         "service_level": "standard",
     }

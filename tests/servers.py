@@ -59,7 +59,9 @@ async def fresh_database(url: str) -> str:
     name = f"orderflow_test_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')  # identifier, not a value: no parameter form
+        await admin.execute(
+            f'CREATE DATABASE "{name}"'
+        )  # identifier, not a value: no parameter form
     finally:
         await admin.close()
     head, _, _ = url.rpartition("/")
@@ -86,7 +88,9 @@ async def start_dev_server() -> WorkflowEnvironment:
 
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -110,10 +114,14 @@ class Stack:
     api: httpx.AsyncClient
     database_url: str
 
-    async def http(self, method: str, path: str, role: str | None = "storefront", **kw: Any) -> httpx.Response:
+    async def http(
+        self, method: str, path: str, role: str | None = "storefront", **kw: Any
+    ) -> httpx.Response:
         headers = dict(kw.pop("headers", {}))
         if role is not None:
-            headers["Authorization"] = f"Bearer {self.settings.token_for(role)}" if role != "raw" else ""
+            headers["Authorization"] = (
+                f"Bearer {self.settings.token_for(role)}" if role != "raw" else ""
+            )
         return await self.api.request(method, path, headers=headers, **kw)
 
 

@@ -17,7 +17,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.order_steps import OrderStepActivities
+from activities.cancellation import CancellationActivities
+from activities.fulfilment import FulfilmentActivities
+from activities.intake import IntakeActivities
+from activities.inventory import InventoryActivities
+from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
 from db.migrate import apply_migrations
 from db.pool import create_pool
@@ -40,27 +44,31 @@ SANDBOX = SandboxedWorkflowRunner(
 def build_worker(
     client: Client, pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
 ) -> Worker:
-    steps = OrderStepActivities(pool, settings)
+    intake = IntakeActivities(pool, settings)
+    review = ReviewActivities(pool, settings)
+    stock = InventoryActivities(pool, settings)
+    fulfilment = FulfilmentActivities(pool, settings)
+    cancellation = CancellationActivities(pool, settings)
     shipping = ShippingActivities(pool, settings, http)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[OrderWorkflow],
         activities=[
-            steps.record_order,
-            steps.classify_order,
-            steps.assess_risk,
-            steps.escalate_review,
-            steps.record_review_decision,
-            steps.reserve_stock,
-            steps.remind_backorder,
-            steps.open_pick_task,
-            steps.notify_pick_overdue,
-            steps.record_picked,
-            steps.record_packed,
-            steps.record_tracking,
-            steps.complete_order,
-            steps.cancel_order,
+            intake.record_order,
+            intake.classify_order,
+            review.assess_risk,
+            review.escalate_review,
+            review.record_review_decision,
+            stock.reserve_stock,
+            stock.remind_backorder,
+            fulfilment.open_pick_task,
+            fulfilment.notify_pick_overdue,
+            fulfilment.record_picked,
+            fulfilment.record_packed,
+            fulfilment.record_tracking,
+            fulfilment.complete_order,
+            cancellation.cancel_order,
             shipping.book_shipment,
             shipping.follow_up_delivery,
         ],
@@ -72,8 +80,12 @@ def build_worker(
 
 
 @contextlib.asynccontextmanager
-async def worker_resources(settings: Settings, database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, httpx.AsyncClient]]:
-    pool = await create_pool(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+async def worker_resources(
+    settings: Settings, database_url: str
+) -> AsyncIterator[tuple[asyncpg.Pool, httpx.AsyncClient]]:
+    pool = await create_pool(
+        database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
     try:
         async with pool.acquire() as conn:
             await apply_migrations(conn)
@@ -83,7 +95,9 @@ async def worker_resources(settings: Settings, database_url: str) -> AsyncIterat
         await pool.close()
 
 
-async def run_worker(settings: Settings, *, database_url: str, temporal_address: str | None = None) -> None:
+async def run_worker(
+    settings: Settings, *, database_url: str, temporal_address: str | None = None
+) -> None:
     client = await connect_temporal(settings, temporal_address)
     async with worker_resources(settings, database_url) as (pool, http):
         worker = build_worker(client, pool, http, settings)

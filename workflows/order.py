@@ -7,7 +7,6 @@ a timer or a condition on messages, every duration from the `OrderPolicy` in the
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -168,7 +167,9 @@ class OrderWorkflow:
         assert decision is not None
         await self._local(
             ActivityName.RECORD_REVIEW_DECISION,
-            ReviewOutcomeInput(order_id=self._order.order_id, decision=decision, timed_out=timed_out),
+            ReviewOutcomeInput(
+                order_id=self._order.order_id, decision=decision, timed_out=timed_out
+            ),
         )
         approved = decision.decision == "approve"
         self._set_status(
@@ -195,7 +196,7 @@ class OrderWorkflow:
                 self._set_status(OrderStatus.BACKORDERED, shortages=outcome.shortages)
             self._awaiting = "stock"
             interval = self._policy.backorder_reminder_interval
-            if await self._wait(lambda: self._stock_signals > seen_signals, interval):
+            if await self._wait(lambda seen=seen_signals: self._stock_signals > seen, interval):
                 continue
             waited += interval
             reminders += 1
@@ -214,7 +215,8 @@ class OrderWorkflow:
     async def _pick_and_pack(self) -> None:
         order_id = self._order.order_id
         await self._local(
-            ActivityName.OPEN_PICK_TASK, PickTaskInput(order_id=order_id, pick_sla=self._policy.pick_sla)
+            ActivityName.OPEN_PICK_TASK,
+            PickTaskInput(order_id=order_id, pick_sla=self._policy.pick_sla),
         )
         self._set_status(OrderStatus.PICKING)
         self._raise_if_cancelled()
@@ -320,7 +322,8 @@ class OrderWorkflow:
         self._awaiting = None
         await self._sleep(self._policy.quiet_period)
         await self._local(
-            ActivityName.COMPLETE_ORDER, CompleteInput(order_id=self._order.order_id, how="delivered")
+            ActivityName.COMPLETE_ORDER,
+            CompleteInput(order_id=self._order.order_id, how="delivered"),
         )
         self._set_status(OrderStatus.COMPLETED)
 
@@ -356,7 +359,9 @@ class OrderWorkflow:
     @workflow.update
     async def decide_review(self, decision: ReviewDecision) -> OrderView:
         self._decision = decision
-        await workflow.wait_condition(lambda: self._review_recorded or self._cancel_result is not None)
+        await workflow.wait_condition(
+            lambda: self._review_recorded or self._cancel_result is not None
+        )
         return self.view()
 
     @decide_review.validator
@@ -403,7 +408,9 @@ class OrderWorkflow:
     @workflow.update
     async def report_picked(self, report: PickedReport) -> OrderView:
         self._picked = report
-        await workflow.wait_condition(lambda: self._picked_recorded or self._cancel_result is not None)
+        await workflow.wait_condition(
+            lambda: self._picked_recorded or self._cancel_result is not None
+        )
         return self.view()
 
     @report_picked.validator
@@ -414,13 +421,19 @@ class OrderWorkflow:
     @workflow.update
     async def report_packed(self, report: PackedReport) -> OrderView:
         self._packed = report
-        await workflow.wait_condition(lambda: self._packed_recorded or self._cancel_result is not None)
+        await workflow.wait_condition(
+            lambda: self._packed_recorded or self._cancel_result is not None
+        )
         return self.view()
 
     @report_packed.validator
     def _validate_packed(self, report: PackedReport) -> None:
         if self._awaiting != "packed" or self._packed is not None:
-            reason = "has not been picked yet" if self._awaiting == "picked" else "is not waiting to be packed"
+            reason = (
+                "has not been picked yet"
+                if self._awaiting == "picked"
+                else "is not waiting to be packed"
+            )
             raise self._wrong_state(reason)
 
     def _wrong_state(self, reason: str) -> ApplicationError:
@@ -472,7 +485,7 @@ class OrderWorkflow:
             try:
                 await workflow.wait_condition(ready, timeout=timeout)
                 reached = True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 reached = False
         if cancellable:
             self._raise_if_cancelled()

@@ -52,12 +52,16 @@ async def carrier_event(
         order_id = await tracking.order_for_tracking_number(conn, carrier, update.tracking_number)
         outcome = "applied" if order_id else "unknown_tracking_number"
         if not await tracking.record_received(conn, carrier, update, order_id, outcome):
-            return TrackingEventOutcome(event_id=update.event_id, outcome="duplicate", order_id=order_id)
+            return TrackingEventOutcome(
+                event_id=update.event_id, outcome="duplicate", order_id=order_id
+            )
         if order_id is not None:
             # Signalled inside the transaction: if Temporal is unreachable the record rolls
             # back and the carrier's retry is applied, not dropped as a duplicate.
             await storefront_of(request).tracking_event(order_id, update)
     if order_id is None:
         # Recorded above for logistics to look at, and refused.
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown tracking number {update.tracking_number}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"unknown tracking number {update.tracking_number}"
+        )
     return TrackingEventOutcome(event_id=update.event_id, outcome=outcome, order_id=order_id)

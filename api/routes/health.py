@@ -21,9 +21,14 @@ async def healthz(request: Request) -> JSONResponse:
     except Exception as exc:  # any failure means "not healthy", reported, never a 500
         checks["postgres"] = f"error: {type(exc).__name__}"
     try:
-        ok = await asyncio.wait_for(storefront_of(request).temporal.service_client.check_health(), timeout=2)
+        ok = await asyncio.wait_for(
+            storefront_of(request).temporal.service_client.check_health(), timeout=2
+        )
         checks["temporal"] = "ok" if ok else "error: unhealthy"
     except Exception as exc:
         checks["temporal"] = f"error: {type(exc).__name__}"
     healthy = all(v == "ok" for v in checks.values())
-    return JSONResponse(status_code=200 if healthy else 503, content={"status": "ok" if healthy else "degraded", **checks})
+    return JSONResponse(
+        status_code=200 if healthy else 503,
+        content={"status": "ok" if healthy else "degraded", **checks},
+    )

@@ -129,7 +129,9 @@ async def receive_goods(
     storefront = storefront_of(request)
     for order_id in receipt.served_orders:
         # Their stock is already reserved; the signal only wakes the waiting workflow.
-        await storefront.stock_received(order_id, StockReceived(sku=body.sku, quantity=body.quantity))
+        await storefront.stock_received(
+            order_id, StockReceived(sku=body.sku, quantity=body.quantity)
+        )
     return ReceiptResponse(
         receipt_id=receipt.receipt_id,
         sku=receipt.sku,

@@ -8,10 +8,16 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Principal, require
-from api.deps import order_status_or_404, pool_of, settings_of, storefront_of, workflow_errors_as_http
+from api.deps import (
+    order_status_or_404,
+    pool_of,
+    settings_of,
+    storefront_of,
+    workflow_errors_as_http,
+)
 from db.repositories import catalogue, events, orders
 from orderflow.access import customer_token
-from orderflow.models import CancelRequest, CancelResult, Order, Step
+from orderflow.models import CancelResult, Order, Step
 
 router = APIRouter(tags=["orders"])
 
@@ -58,7 +64,8 @@ async def _check_against_catalogue(request: Request, order: Order) -> None:
     settings = settings_of(request)
     if order.currency not in settings.shop_currencies:
         raise HTTPException(
-            422, f"currency {order.currency} is not accepted; use {', '.join(settings.shop_currencies)}"
+            422,
+            f"currency {order.currency} is not accepted; use {', '.join(settings.shop_currencies)}",
         )
     if len(order.items) > settings.max_lines_per_order:
         raise HTTPException(422, f"at most {settings.max_lines_per_order} lines per order")
@@ -129,9 +136,20 @@ async def get_order(
         except Exception as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found") from exc
         return OrderStatusResponse(
-            order_id=order_id, status=view.status, order_type=None, department=None,
-            risk_score=None, risk_reasons=[], flagged=False, placed_at=None, total=None,
-            currency=None, carrier=None, tracking_number=None, expected_delivery=None, timeline=[],
+            order_id=order_id,
+            status=view.status,
+            order_type=None,
+            department=None,
+            risk_score=None,
+            risk_reasons=[],
+            flagged=False,
+            placed_at=None,
+            total=None,
+            currency=None,
+            carrier=None,
+            tracking_number=None,
+            expected_delivery=None,
+            timeline=[],
         )
     history = await events.timeline(pool, order_id)
     return OrderStatusResponse(
@@ -147,7 +165,9 @@ async def get_order(
         currency=row["currency"],
         carrier=row["carrier"],
         tracking_number=row["tracking_number"],
-        expected_delivery=row["expected_delivery"].isoformat() if row["expected_delivery"] else None,
+        expected_delivery=row["expected_delivery"].isoformat()
+        if row["expected_delivery"]
+        else None,
         timeline=[
             TimelineItem(
                 step=e["step"],

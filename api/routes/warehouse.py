@@ -77,7 +77,10 @@ async def report_packed(
     pool = pool_of(request)
     current = await order_status_or_404(pool, order_id)
     goods = await warehouse.goods_weight(pool, order_id)
-    if goods is not None and not goods * _MIN_FACTOR <= body.weight_kg <= goods * _MAX_FACTOR + _MAX_PACKAGING_KG:
+    if (
+        goods is not None
+        and not goods * _MIN_FACTOR <= body.weight_kg <= goods * _MAX_FACTOR + _MAX_PACKAGING_KG
+    ):
         raise HTTPException(
             422,
             f"weight {body.weight_kg} kg is implausible for goods of {goods:.3f} kg "

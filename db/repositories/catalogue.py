@@ -61,7 +61,9 @@ async def ensure_stock(
     )
 
 
-async def upsert_department(conn: asyncpg.Connection, code: str, name: str, lead_email: str) -> None:
+async def upsert_department(
+    conn: asyncpg.Connection, code: str, name: str, lead_email: str
+) -> None:
     await conn.execute(
         """INSERT INTO departments (code, name, lead_email) VALUES ($1, $2, $3)
            ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, lead_email = EXCLUDED.lead_email""",

@@ -113,7 +113,9 @@ async def open_backorder(
         )
 
 
-async def add_to_open_request(conn: asyncpg.Connection, sku: str, quantity: int, *, reason: str) -> int:
+async def add_to_open_request(
+    conn: asyncpg.Connection, sku: str, quantity: int, *, reason: str
+) -> int:
     request_id: int = await conn.fetchval(
         """INSERT INTO purchase_requests (sku, quantity, reason) VALUES ($1, $2, $3)
            ON CONFLICT (sku) WHERE status = 'open'
@@ -165,7 +167,8 @@ async def release(conn: asyncpg.Connection, order_id: str) -> int:
 async def consume(conn: asyncpg.Connection, order_id: str) -> int:
     """The parcel left: on hand and reserved both go down by what the order held."""
     held = await conn.fetch(
-        "SELECT sku FROM reservations WHERE order_id = $1 AND status = 'held' ORDER BY sku", order_id
+        "SELECT sku FROM reservations WHERE order_id = $1 AND status = 'held' ORDER BY sku",
+        order_id,
     )
     if not held:
         return 0
@@ -261,7 +264,9 @@ async def open_purchase_requests(conn: asyncpg.Connection | asyncpg.Pool) -> lis
     )
 
 
-async def stock_levels(conn: asyncpg.Connection | asyncpg.Pool, sku: str | None = None) -> list[asyncpg.Record]:
+async def stock_levels(
+    conn: asyncpg.Connection | asyncpg.Pool, sku: str | None = None
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT p.sku, p.name, p.unit_price, p.currency, p.weight_kg, p.bin_location,
                   i.on_hand, i.reserved, i.on_hand - i.reserved AS available, i.reorder_point,

@@ -64,7 +64,9 @@ async def insert_order(
     return True
 
 
-async def order_summary(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> asyncpg.Record | None:
+async def order_summary(
+    conn: asyncpg.Connection | asyncpg.Pool, order_id: str
+) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT o.order_id, o.workflow_id, o.status, o.status_changed_at, o.order_type,
                   o.department, o.risk_score, o.risk_reasons, o.flagged, o.placed_at, o.total,

@@ -7,7 +7,9 @@ import asyncpg
 from orderflow.models import TrackingUpdate
 
 
-async def order_for_tracking_number(conn: asyncpg.Connection, carrier: str, tracking_number: str) -> str | None:
+async def order_for_tracking_number(
+    conn: asyncpg.Connection, carrier: str, tracking_number: str
+) -> str | None:
     order_id: str | None = await conn.fetchval(
         "SELECT order_id FROM shipments WHERE carrier = $1 AND tracking_number = $2",
         carrier,
@@ -17,7 +19,11 @@ async def order_for_tracking_number(conn: asyncpg.Connection, carrier: str, trac
 
 
 async def record_received(
-    conn: asyncpg.Connection, carrier: str, update: TrackingUpdate, order_id: str | None, outcome: str
+    conn: asyncpg.Connection,
+    carrier: str,
+    update: TrackingUpdate,
+    order_id: str | None,
+    outcome: str,
 ) -> bool:
     """False when this carrier's event id was received and applied before (a replay).
 

@@ -40,8 +40,13 @@ def demo_order(rng: random.Random, order_id: str, *, customers: int = 200) -> Or
         for sku in skus
     ]
     total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)  # type: ignore[misc]
-    address = {"name": name, "line1": f"{n + 1} Demo Street", "city": city,
-               "postal_code": postal, "country": country}
+    address = {
+        "name": name,
+        "line1": f"{n + 1} Demo Street",
+        "city": city,
+        "postal_code": postal,
+        "country": country,
+    }
     return Order.model_validate(
         {
             "order_id": order_id,
@@ -51,8 +56,12 @@ def demo_order(rng: random.Random, order_id: str, *, customers: int = 200) -> Or
             "currency": "EUR",
             "shipping_address": address,
             "billing_address": None,
-            "payment": {"method": "card", "transaction_id": f"pay_{order_id}",
-                        "amount": str(total), "status": "captured"},
+            "payment": {
+                "method": "card",
+                "transaction_id": f"pay_{order_id}",
+                "amount": str(total),
+                "status": "captured",
+            },
             "promo_code": "WINTER10" if rng.random() < 0.1 else None,
             "service_level": "express" if rng.random() < 0.2 else "standard",
         }

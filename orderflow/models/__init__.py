@@ -19,7 +19,13 @@ from orderflow.models.messages import (
 )
 from orderflow.models.order import Address, Customer, Order, OrderItem, Payment
 from orderflow.models.policy import OrderPolicy
-from orderflow.models.status import SHIPPED_OR_LATER, STEP_OF_STATUS, TERMINAL_STATUSES, OrderStatus, Step
+from orderflow.models.status import (
+    SHIPPED_OR_LATER,
+    STEP_OF_STATUS,
+    TERMINAL_STATUSES,
+    OrderStatus,
+    Step,
+)
 
 __all__ = [
     "SHIPPED_OR_LATER",
@@ -44,8 +50,8 @@ __all__ = [
     "RiskAssessment",
     "RiskReason",
     "ShipmentBooking",
-    "StockReceived",
     "Step",
+    "StockReceived",
     "TimelineEntry",
     "TrackingUpdate",
 ]

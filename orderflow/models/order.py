@@ -17,9 +17,14 @@ PositiveMoney = Annotated[
     Field(gt=Decimal("0"), le=Decimal("10000000"), max_digits=12, decimal_places=2),
 ]
 Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"
+    ),
 ]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$")]
+Sku = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$")
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -57,7 +62,9 @@ class Address(Strict):
     line1: Text
     line2: Annotated[str, StringConstraints(max_length=200)] | None = None
     city: Text
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=12)]
+    postal_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=12)
+    ]
     country: CountryCode
 
 

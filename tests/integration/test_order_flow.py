@@ -38,25 +38,41 @@ async def test_order_runs_all_eight_steps_to_completed(stack: Stack) -> None:
     assert set(steps) == set(range(1, 9)), "every one of the eight steps left an event"
     statuses = [e["status"] for e in events if e["status"]]
     assert statuses == [
-        "RECEIVED", "CLASSIFIED", "APPROVED", "RESERVED", "PICKING", "PACKED", "SHIPPED",
-        "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED", "COMPLETED",
+        "RECEIVED",
+        "CLASSIFIED",
+        "APPROVED",
+        "RESERVED",
+        "PICKING",
+        "PACKED",
+        "SHIPPED",
+        "IN_TRANSIT",
+        "OUT_FOR_DELIVERY",
+        "DELIVERED",
+        "COMPLETED",
     ]
     order_id = body["order_id"]
     confirmations = await stack.pool.fetchval(
-        "SELECT count(*) FROM notifications WHERE order_id = $1 AND kind = 'order_confirmation'", order_id
+        "SELECT count(*) FROM notifications WHERE order_id = $1 AND kind = 'order_confirmation'",
+        order_id,
     )
     assert confirmations == 1
     reservations = await stack.pool.fetch(
         "SELECT sku, quantity, status FROM reservations WHERE order_id = $1 ORDER BY sku", order_id
     )
     assert [(r["sku"], r["quantity"], r["status"]) for r in reservations] == [
-        ("SKU-RED-MUG", 2, "consumed"), ("SKU-TEA-TIN", 1, "consumed"),
+        ("SKU-RED-MUG", 2, "consumed"),
+        ("SKU-TEA-TIN", 1, "consumed"),
     ]
-    assert await stack.pool.fetchval("SELECT count(*) FROM shipments WHERE order_id = $1", order_id) == 1
+    assert (
+        await stack.pool.fetchval("SELECT count(*) FROM shipments WHERE order_id = $1", order_id)
+        == 1
+    )
 
     # The customer's own token opens the live view, with its timeline.
     view = await stack.http(
-        "GET", f"/orders/{order_id}", role=None,
+        "GET",
+        f"/orders/{order_id}",
+        role=None,
         headers={"Authorization": f"Bearer {placed['access_token']}"},
     )
     assert view.status_code == 200
@@ -66,7 +82,9 @@ async def test_order_runs_all_eight_steps_to_completed(stack: Stack) -> None:
     assert [t["status"] for t in data["timeline"] if t["status"]][-1] == "COMPLETED"
     # ... and no other order.
     other = await stack.http(
-        "GET", "/orders/some-other-order", role=None,
+        "GET",
+        "/orders/some-other-order",
+        role=None,
         headers={"Authorization": f"Bearer {placed['access_token']}"},
     )
     assert other.status_code == 403
@@ -92,7 +110,10 @@ async def test_same_order_twice_is_one_workflow_and_one_row(stack: Stack) -> Non
     after = await stack.http("POST", "/orders", json=body)
     assert after.status_code == 200
     assert after.json()["status"] == "COMPLETED"
-    assert await stack.pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order.order_id) == 1
+    assert (
+        await stack.pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order.order_id)
+        == 1
+    )
     runs = [w async for w in stack.client.list_workflows(f"WorkflowId = 'order-{order.order_id}'")]
     assert len(runs) == 1
 
@@ -109,17 +130,23 @@ async def test_flagged_order_waits_for_a_reviewer(stack: Stack) -> None:
     assert task["score"] >= stack.settings.risk_flag_threshold and task["reasons"]
 
     # Only a reviewer decides.
-    wrong_role = await stack.http("POST", f"/reviews/{order_id}/decision", role="warehouse",
-                                  json={"decision": "approve"})
+    wrong_role = await stack.http(
+        "POST", f"/reviews/{order_id}/decision", role="warehouse", json={"decision": "approve"}
+    )
     assert wrong_role.status_code == 403
     # Rejecting needs a note; the validator refuses and nothing changes.
-    no_note = await stack.http("POST", f"/reviews/{order_id}/decision", role="reviewer",
-                               json={"decision": "reject"})
+    no_note = await stack.http(
+        "POST", f"/reviews/{order_id}/decision", role="reviewer", json={"decision": "reject"}
+    )
     assert no_note.status_code == 422
     assert await wait_for_status(stack.pool, order_id, "PENDING_REVIEW") == "PENDING_REVIEW"
 
-    approved = await stack.http("POST", f"/reviews/{order_id}/decision", role="reviewer",
-                                json={"decision": "approve", "note": "called the customer"})
+    approved = await stack.http(
+        "POST",
+        f"/reviews/{order_id}/decision",
+        role="reviewer",
+        json={"decision": "approve", "note": "called the customer"},
+    )
     assert approved.status_code == 200, approved.text
     await wait_for_status(stack.pool, order_id, "COMPLETED")
     events = await events_of(stack.pool, order_id)
@@ -128,8 +155,12 @@ async def test_flagged_order_waits_for_a_reviewer(stack: Stack) -> None:
 
     # A second decision, now that none is awaited, is a 409 and changes nothing.
     before = len(await events_of(stack.pool, order_id))
-    again = await stack.http("POST", f"/reviews/{order_id}/decision", role="reviewer",
-                             json={"decision": "reject", "note": "too late"})
+    again = await stack.http(
+        "POST",
+        f"/reviews/{order_id}/decision",
+        role="reviewer",
+        json={"decision": "reject", "note": "too late"},
+    )
     assert again.status_code == 409
     assert "detail" in again.json()
     assert len(await events_of(stack.pool, order_id)) == before
@@ -140,11 +171,13 @@ async def test_decision_on_an_order_awaiting_none_is_409(stack: Stack) -> None:
     order_id = body["order_id"]
     assert (await stack.http("POST", "/orders", json=body)).status_code == 202
     await wait_for_status(stack.pool, order_id, "COMPLETED")
-    response = await stack.http("POST", f"/reviews/{order_id}/decision", role="reviewer",
-                                json={"decision": "approve"})
+    response = await stack.http(
+        "POST", f"/reviews/{order_id}/decision", role="reviewer", json={"decision": "approve"}
+    )
     assert response.status_code == 409
-    unknown = await stack.http("POST", "/reviews/NO-SUCH-ORDER/decision", role="reviewer",
-                               json={"decision": "approve"})
+    unknown = await stack.http(
+        "POST", "/reviews/NO-SUCH-ORDER/decision", role="reviewer", json={"decision": "approve"}
+    )
     assert unknown.status_code == 404
 
 
@@ -170,8 +203,16 @@ def _bad_bodies() -> list[tuple[str, dict, int]]:
     huge["payment"]["amount"] = "625000.00"
     return [
         ("empty items", with_items([]), 422),
-        ("quantity 0", with_items([{"sku": "SKU-RED-MUG", "quantity": 0, "unit_price": "12.50"}]), 422),
-        ("negative quantity", with_items([{"sku": "SKU-RED-MUG", "quantity": -2, "unit_price": "12.50"}]), 422),
+        (
+            "quantity 0",
+            with_items([{"sku": "SKU-RED-MUG", "quantity": 0, "unit_price": "12.50"}]),
+            422,
+        ),
+        (
+            "negative quantity",
+            with_items([{"sku": "SKU-RED-MUG", "quantity": -2, "unit_price": "12.50"}]),
+            422,
+        ),
         ("unknown SKU", unknown_sku, 422),
         ("price differs from catalogue", price_mismatch, 422),
         ("payment amount differs from total", amount_mismatch, 422),
@@ -182,8 +223,12 @@ def _bad_bodies() -> list[tuple[str, dict, int]]:
     ]
 
 
-@pytest.mark.parametrize(("case", "body", "code"), _bad_bodies(), ids=[c for c, _, _ in _bad_bodies()])
-async def test_bad_order_is_refused_and_changes_nothing(stack: Stack, case: str, body: dict, code: int) -> None:
+@pytest.mark.parametrize(
+    ("case", "body", "code"), _bad_bodies(), ids=[c for c, _, _ in _bad_bodies()]
+)
+async def test_bad_order_is_refused_and_changes_nothing(
+    stack: Stack, case: str, body: dict, code: int
+) -> None:
     response = await stack.http("POST", "/orders", json=body)
     assert response.status_code == code, response.text
     assert isinstance(response.json()["detail"], str) and response.json()["detail"]
@@ -196,16 +241,23 @@ async def test_tokens_and_body_size_are_enforced(stack: Stack) -> None:
     assert no_token.status_code == 401
     wrong_role = await stack.http("POST", "/orders", role="reviewer", json=body)
     assert wrong_role.status_code == 403
-    unknown = await stack.http("POST", "/orders", role=None, json=body,
-                               headers={"Authorization": "Bearer guess"})
+    unknown = await stack.http(
+        "POST", "/orders", role=None, json=body, headers={"Authorization": "Bearer guess"}
+    )
     assert unknown.status_code == 401
-    oversize = await stack.http("POST", "/orders", content=b"{" + b" " * 200_000 + b"}",
-                                headers={"Content-Type": "application/json"})
+    oversize = await stack.http(
+        "POST",
+        "/orders",
+        content=b"{" + b" " * 200_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
     assert oversize.status_code == 413
     await _assert_nothing_written(stack, body["order_id"])
 
 
 async def _assert_nothing_written(stack: Stack, order_id: str) -> None:
-    assert await stack.pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order_id) == 0
+    assert (
+        await stack.pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order_id) == 0
+    )
     with pytest.raises(RPCError):
         await stack.client.get_workflow_handle(f"order-{order_id}").describe()
