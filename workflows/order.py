@@ -196,7 +196,11 @@ class OrderWorkflow:
                 self._set_status(OrderStatus.BACKORDERED, shortages=outcome.shortages)
             self._awaiting = "stock"
             interval = self._policy.backorder_reminder_interval
-            if await self._wait(lambda seen=seen_signals: self._stock_signals > seen, interval):
+
+            def stock_arrived(seen: int = seen_signals) -> bool:
+                return self._stock_signals > seen
+
+            if await self._wait(stock_arrived, interval):
                 continue
             waited += interval
             reminders += 1

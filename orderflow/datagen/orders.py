@@ -35,11 +35,11 @@ def demo_order(rng: random.Random, order_id: str, *, customers: int = 200) -> Or
     name = _NAMES[n % len(_NAMES)]
     country, city, postal = _CITIES[0] if rng.random() < 0.7 else rng.choice(_CITIES)
     skus = rng.sample(sorted(CATALOGUE_PRICES), k=rng.choice((1, 1, 2, 3)))
+    lines = [(sku, rng.choice((1, 1, 1, 2, 3))) for sku in skus]
     items = [
-        {"sku": sku, "quantity": rng.choice((1, 1, 1, 2, 3)), "unit_price": CATALOGUE_PRICES[sku]}
-        for sku in skus
+        {"sku": sku, "quantity": qty, "unit_price": CATALOGUE_PRICES[sku]} for sku, qty in lines
     ]
-    total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)  # type: ignore[misc]
+    total = sum((Decimal(CATALOGUE_PRICES[sku]) * qty for sku, qty in lines), Decimal("0"))
     address = {
         "name": name,
         "line1": f"{n + 1} Demo Street",
