@@ -1,0 +1,124 @@
+"""What the benchmark measures besides wall time: percentiles, when each order reached a
+status (from the order event table), CPU time per process, and the shape of a workflow's
+history (how many round trips to the server one run of it costs)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+import asyncpg
+import psutil
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+async def status_times(
+    pool: asyncpg.Pool, order_ids: Sequence[str], statuses: Sequence[str]
+) -> dict[tuple[str, str], datetime]:
+    """(order id, status) -> when the event that set that status was written."""
+    rows = await pool.fetch(
+        """SELECT order_id, status, min(occurred_at) AS at FROM order_events
+           WHERE order_id = ANY($1::text[]) AND status = ANY($2::text[])
+           GROUP BY order_id, status""",
+        list(order_ids),
+        list(statuses),
+    )
+    return {(r["order_id"], r["status"]): r["at"] for r in rows}
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used by named process trees, sampled on demand."""
+
+    def __init__(self, pids: Mapping[str, int | None]) -> None:
+        self._processes: dict[str, psutil.Process] = {}
+        for name, pid in pids.items():
+            if pid is None:
+                continue
+            try:
+                self._processes[name] = psutil.Process(pid)
+            except psutil.Error:
+                continue
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._processes)
+
+    def sample(self) -> dict[str, float]:
+        return {name: _tree_cpu(proc) for name, proc in self._processes.items()}
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU of a process and its live children (a child that exited is no longer counted)."""
+    total = 0.0
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for member in family:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
+class HistoryShape(BaseModel):
+    """Per workflow run: what its history holds, and the server round trips that implies."""
+
+    events: float
+    workflow_tasks: float
+    activity_tasks: float
+    local_activities: float
+    signals: float
+    search_attribute_upserts: float
+    timers: float
+
+    @property
+    def round_trips(self) -> float:
+        """Start + one per workflow task, activity task and signal (long polls not counted)."""
+        return 1 + self.workflow_tasks + self.activity_tasks + self.signals
+
+
+_COUNTED = {
+    "workflow_tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    "activity_tasks": EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    "local_activities": EventType.EVENT_TYPE_MARKER_RECORDED,
+    "signals": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    "search_attribute_upserts": EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    "timers": EventType.EVENT_TYPE_TIMER_STARTED,
+}
+
+
+async def history_shape(handles: Iterable[WorkflowHandle]) -> HistoryShape | None:
+    """The mean shape of the given runs' histories (None when there are none)."""
+    totals: Counter[str] = Counter()
+    runs = 0
+    for handle in handles:
+        history = await handle.fetch_history()
+        kinds = Counter(event.event_type for event in history.events)
+        totals["events"] += len(history.events)
+        for field, kind in _COUNTED.items():
+            totals[field] += kinds[kind]
+        runs += 1
+    if runs == 0:
+        return None
+    return HistoryShape(events=totals["events"] / runs, **{f: totals[f] / runs for f in _COUNTED})

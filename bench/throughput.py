@@ -1,0 +1,448 @@
+"""Throughput and latency of the fully automatic order path against eight no-op activities.
+
+    python -m bench.throughput -n 300 --concurrency 50 --serial 20
+
+One process, one Temporal server (its own dev server and PostgreSQL unless
+`TEMPORAL_ADDRESS` / `DATABASE_URL` are set): first N baseline workflows of eight no-op
+regular activities, then N orders on `OrderPolicy.instant()` through the real worker, the
+carrier simulator in `instant` mode and the real API receiving its tracking webhooks. Each
+phase runs a few warm-up workflows, then S one at a time (serial latency), then N with C in
+flight (rate and latency under load). Prints a table and, last, one JSON line.
+
+Order latencies are taken from the order event table: placement (the `placed_at` this
+benchmark sets) to the APPROVED and COMPLETED events. Baseline latency is start to result,
+seen by the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import typer
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client
+
+from bench.baseline import STEPS, BaselineWorkflow, build_baseline_worker
+from bench.measure import (
+    CpuMeter,
+    HistoryShape,
+    cpu_delta,
+    history_shape,
+    percentile,
+    status_times,
+)
+from bench.orders import bench_order, provision_stock
+from bench.servers import OrderSide, Servers, embedded_servers, order_side, prepare
+from db.pool import create_pool
+from db.repositories.orders import order_summary
+from orderflow.models import OrderPolicy
+from orderflow.settings import Settings
+from orderflow.temporal_client import connect_temporal
+from stack.supervisor import free_port
+
+_T = TypeVar("_T")
+# Histories fetched per phase to count round trips (one is enough: every run is alike).
+PROFILED_RUNS = 3
+
+
+class BenchOptions(BaseModel):
+    orders: int = Field(default=300, ge=1)
+    concurrency: int = Field(default=50, ge=1)
+    serial: int = Field(default=20, ge=0)
+    warmup: int = Field(default=10, ge=0)
+    timeout_seconds: float = Field(default=120.0, gt=0)
+
+
+class BenchError(RuntimeError):
+    """The run could not be measured (an order stuck, a server missing)."""
+
+
+class BenchReport(BaseModel):
+    """Every figure of one run; `model_dump_json()` is the final JSON line."""
+
+    orders: int
+    concurrency: int
+    serial: int
+    orders_per_s: float
+    baseline_per_s: float
+    ratio: float
+    approved_p50_ms: float | None
+    approved_p95_ms: float | None
+    completed_p50_ms: float | None
+    completed_p95_ms: float | None
+    serial_approved_p50_ms: float | None
+    serial_approved_p95_ms: float | None
+    serial_completed_p50_ms: float | None
+    serial_completed_p95_ms: float | None
+    baseline_p50_ms: float | None
+    baseline_p95_ms: float | None
+    serial_baseline_p50_ms: float | None
+    serial_baseline_p95_ms: float | None
+    order_seconds: float
+    baseline_seconds: float
+    # Per workflow run, from its history.
+    order_workflow_tasks: float | None
+    order_activity_tasks: float | None
+    order_local_activities: float | None
+    order_signals: float | None
+    order_history_events: float | None
+    order_round_trips: float | None
+    baseline_workflow_tasks: float | None
+    baseline_activity_tasks: float | None
+    baseline_history_events: float | None
+    baseline_round_trips: float | None
+    # CPU milliseconds per workflow in the loaded phase (None: process not ours to measure).
+    server_cpu_ms_per_order: float | None
+    server_cpu_ms_per_baseline: float | None
+    postgres_cpu_ms_per_order: float | None
+    python_cpu_ms_per_order: float | None
+    python_cpu_ms_per_baseline: float | None
+
+
+@dataclass
+class Phase:
+    """One loaded or serial run of a workflow kind."""
+
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    count: int = 0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    shape: HistoryShape | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    def p(self, name: str, q: float) -> float | None:
+        value = percentile(self.latencies_ms.get(name, []), q)
+        return None if value is None else round(value, 1)
+
+    def cpu_ms_per_run(self, process: str) -> float | None:
+        if process not in self.cpu_seconds or self.count == 0:
+            return None
+        return round(self.cpu_seconds[process] * 1000 / self.count, 2)
+
+
+async def run_lanes(
+    count: int, concurrency: int, one: Callable[[int], Awaitable[_T]]
+) -> tuple[list[_T], float]:
+    """Call `one(0..count-1)` with at most `concurrency` in flight; results and wall seconds."""
+    indices = iter(range(count))
+    results: dict[int, _T] = {}
+
+    async def lane() -> None:
+        for index in indices:  # one shared iterator: each index goes to exactly one lane
+            results[index] = await one(index)
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, count)):
+            group.create_task(lane())
+    return [results[i] for i in range(count)], time.perf_counter() - started
+
+
+class Bench:
+    """One benchmark run against already running servers."""
+
+    def __init__(
+        self, options: BenchOptions, settings: Settings, servers: Servers, console: Console
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.servers = servers
+        self.console = console
+        self.run_id = uuid.uuid4().hex[:8]
+        self.cpu = CpuMeter({"server": servers.temporal_pid, "postgres": servers.postgres_pid})
+        self._python = time.process_time
+        self._next_order = 0
+
+    def _cpu_now(self) -> dict[str, float]:
+        return {**self.cpu.sample(), "python": self._python()}
+
+    async def _measured(
+        self, count: int, concurrency: int, one: Callable[[int], Awaitable[_T]]
+    ) -> tuple[list[_T], float, dict[str, float]]:
+        before = self._cpu_now()
+        results, seconds = await run_lanes(count, concurrency, one)
+        return results, seconds, cpu_delta(before, self._cpu_now())
+
+    # ------------------------------------------------------------------ baseline
+    async def baseline(self, client: Client) -> tuple[Phase, Phase]:
+        task_queue = f"bench-baseline-{self.run_id}"
+        handles: list[str] = []
+
+        async def one(index: int) -> float:
+            workflow_id = f"bench-baseline-{self.run_id}-{len(handles)}"
+            handles.append(workflow_id)
+            started = time.perf_counter()
+            handle = await client.start_workflow(
+                BaselineWorkflow.run, STEPS, id=workflow_id, task_queue=task_queue
+            )
+            async with asyncio.timeout(self.options.timeout_seconds):
+                await handle.result()
+            return (time.perf_counter() - started) * 1000
+
+        async with build_baseline_worker(client, task_queue):
+            opts = self.options
+            self.console.print(f"baseline: {opts.warmup} warm-up, {opts.serial} serial …")
+            await run_lanes(opts.warmup, opts.warmup or 1, one)
+            serial_ms, serial_s, _ = await self._measured(opts.serial, 1, one)
+            self.console.print(f"baseline: {opts.orders} with {opts.concurrency} in flight …")
+            loaded_ms, loaded_s, cpu = await self._measured(opts.orders, opts.concurrency, one)
+        serial = Phase({"total": serial_ms}, serial_s, opts.serial)
+        loaded = Phase({"total": loaded_ms}, loaded_s, opts.orders, cpu)
+        loaded.shape = await history_shape(
+            client.get_workflow_handle(w) for w in handles[-PROFILED_RUNS:]
+        )
+        return serial, loaded
+
+    # ------------------------------------------------------------------ orders
+    async def orders(self, side: OrderSide) -> tuple[Phase, Phase]:
+        async def one(_: int) -> tuple[str, datetime]:
+            index = self._next_order
+            self._next_order += 1
+            placed_at = datetime.now(UTC)
+            order = bench_order(self.run_id, index, placed_at=placed_at)
+            await side.storefront.place_order(order)
+            try:
+                async with asyncio.timeout(self.options.timeout_seconds):
+                    await side.storefront.handle(order.order_id).result()
+            except TimeoutError:
+                row = await order_summary(side.pool, order.order_id)
+                status = row["status"] if row else "not recorded"
+                raise BenchError(
+                    f"order {order.order_id} did not complete within "
+                    f"{self.options.timeout_seconds:.0f}s (status {status}); a benchmark "
+                    f"order must take the fully automatic path"
+                ) from None
+            return order.order_id, placed_at
+
+        opts = self.options
+        self.console.print(f"orders: {opts.warmup} warm-up, {opts.serial} serial …")
+        await run_lanes(opts.warmup, opts.warmup or 1, one)
+        serial_runs, serial_s, _ = await self._measured(opts.serial, 1, one)
+        self.console.print(f"orders: {opts.orders} with {opts.concurrency} in flight …")
+        loaded_runs, loaded_s, cpu = await self._measured(opts.orders, opts.concurrency, one)
+        serial = Phase(await self._order_latencies(side, serial_runs), serial_s, opts.serial)
+        loaded = Phase(await self._order_latencies(side, loaded_runs), loaded_s, opts.orders, cpu)
+        loaded.shape = await history_shape(
+            side.storefront.handle(order_id) for order_id, _ in loaded_runs[-PROFILED_RUNS:]
+        )
+        return serial, loaded
+
+    async def _order_latencies(
+        self, side: OrderSide, runs: Sequence[tuple[str, datetime]]
+    ) -> dict[str, list[float]]:
+        times = await status_times(side.pool, [o for o, _ in runs], ["APPROVED", "COMPLETED"])
+        latencies: dict[str, list[float]] = {"approved": [], "completed": []}
+        for order_id, placed_at in runs:
+            for status, name in (("APPROVED", "approved"), ("COMPLETED", "completed")):
+                at = times.get((order_id, status))
+                if at is None:
+                    raise BenchError(f"order {order_id} has no {status} event")
+                latencies[name].append((at - placed_at).total_seconds() * 1000)
+        return latencies
+
+    # ------------------------------------------------------------------ whole run
+    async def run(self) -> BenchReport:
+        opts = self.options
+        client = await prepare(self.settings, self.servers)
+        pool = await create_pool(self.servers.database_url, min_size=1, max_size=2)
+        try:
+            await provision_stock(pool, opts.warmup + opts.serial + opts.orders, self.run_id)
+        finally:
+            await pool.close()
+
+        # Baseline first: the server's files only grow, so the orders never run on a
+        # smaller database than the yardstick did.
+        baseline_serial, baseline = await self.baseline(client)
+
+        api_port, sim_port = free_port(), free_port()
+        settings = self.settings.model_copy(
+            update={
+                "database_url": self.servers.database_url,
+                "temporal_address": self.servers.temporal_address,
+                "task_queue": f"bench-orders-{self.run_id}",
+                "api_port": api_port,
+                "carrier_api_url": f"http://127.0.0.1:{sim_port}",
+                "carrier_simulator_port": sim_port,
+                "carrier_webhook_base_url": f"http://127.0.0.1:{api_port}",
+                "carrier_simulator_mode": "instant",
+                "order_policy": OrderPolicy.instant(),
+            }
+        )
+        load_client = await connect_temporal(settings, self.servers.temporal_address)
+        async with order_side(settings, client, load_client) as side:
+            orders_serial, orders = await self.orders(side)
+        return report(opts, orders_serial, orders, baseline_serial, baseline)
+
+
+def report(
+    opts: BenchOptions,
+    orders_serial: Phase,
+    orders: Phase,
+    baseline_serial: Phase,
+    baseline: Phase,
+) -> BenchReport:
+    order_shape, base_shape = orders.shape, baseline.shape
+    return BenchReport(
+        orders=opts.orders,
+        concurrency=opts.concurrency,
+        serial=opts.serial,
+        orders_per_s=round(orders.rate, 2),
+        baseline_per_s=round(baseline.rate, 2),
+        ratio=round(orders.rate / baseline.rate, 3) if baseline.rate else 0.0,
+        approved_p50_ms=orders.p("approved", 50),
+        approved_p95_ms=orders.p("approved", 95),
+        completed_p50_ms=orders.p("completed", 50),
+        completed_p95_ms=orders.p("completed", 95),
+        serial_approved_p50_ms=orders_serial.p("approved", 50),
+        serial_approved_p95_ms=orders_serial.p("approved", 95),
+        serial_completed_p50_ms=orders_serial.p("completed", 50),
+        serial_completed_p95_ms=orders_serial.p("completed", 95),
+        baseline_p50_ms=baseline.p("total", 50),
+        baseline_p95_ms=baseline.p("total", 95),
+        serial_baseline_p50_ms=baseline_serial.p("total", 50),
+        serial_baseline_p95_ms=baseline_serial.p("total", 95),
+        order_seconds=round(orders.seconds, 2),
+        baseline_seconds=round(baseline.seconds, 2),
+        order_workflow_tasks=order_shape.workflow_tasks if order_shape else None,
+        order_activity_tasks=order_shape.activity_tasks if order_shape else None,
+        order_local_activities=order_shape.local_activities if order_shape else None,
+        order_signals=order_shape.signals if order_shape else None,
+        order_history_events=order_shape.events if order_shape else None,
+        order_round_trips=order_shape.round_trips if order_shape else None,
+        baseline_workflow_tasks=base_shape.workflow_tasks if base_shape else None,
+        baseline_activity_tasks=base_shape.activity_tasks if base_shape else None,
+        baseline_history_events=base_shape.events if base_shape else None,
+        baseline_round_trips=base_shape.round_trips if base_shape else None,
+        server_cpu_ms_per_order=orders.cpu_ms_per_run("server"),
+        server_cpu_ms_per_baseline=baseline.cpu_ms_per_run("server"),
+        postgres_cpu_ms_per_order=orders.cpu_ms_per_run("postgres"),
+        python_cpu_ms_per_order=orders.cpu_ms_per_run("python"),
+        python_cpu_ms_per_baseline=baseline.cpu_ms_per_run("python"),
+    )
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.1f}{unit}" if abs(value) < 1e5 else f"{value:,.0f}{unit}"
+
+
+def render(result: BenchReport) -> Table:
+    r = result
+    table = Table(
+        title=f"orderflow throughput: {r.orders} per kind, {r.concurrency} in flight, "
+        f"{r.serial} serial"
+    )
+    table.add_column("figure")
+    table.add_column("orders (automatic path)", justify="right")
+    table.add_column(f"baseline ({STEPS} no-op activities)", justify="right")
+    table.add_row(
+        f"workflows/s at {r.concurrency} in flight",
+        _fmt(r.orders_per_s),
+        _fmt(r.baseline_per_s),
+    )
+    table.add_row("ratio orders/baseline", f"[bold]{r.ratio:.2f}[/]", "")
+    table.add_row(
+        "placement→approved p50 / p95, loaded",
+        f"{_fmt(r.approved_p50_ms)} / {_fmt(r.approved_p95_ms)} ms",
+        "",
+    )
+    table.add_row(
+        "placement→completed p50 / p95, loaded",
+        f"{_fmt(r.completed_p50_ms)} / {_fmt(r.completed_p95_ms)} ms",
+        f"{_fmt(r.baseline_p50_ms)} / {_fmt(r.baseline_p95_ms)} ms",
+    )
+    table.add_row(
+        "placement→approved p50 / p95, serial",
+        f"{_fmt(r.serial_approved_p50_ms)} / {_fmt(r.serial_approved_p95_ms)} ms",
+        "",
+    )
+    table.add_row(
+        "placement→completed p50 / p95, serial",
+        f"{_fmt(r.serial_completed_p50_ms)} / {_fmt(r.serial_completed_p95_ms)} ms",
+        f"{_fmt(r.serial_baseline_p50_ms)} / {_fmt(r.serial_baseline_p95_ms)} ms",
+    )
+    table.add_section()
+    table.add_row(
+        "workflow tasks per run", _fmt(r.order_workflow_tasks), _fmt(r.baseline_workflow_tasks)
+    )
+    table.add_row(
+        "activity tasks per run", _fmt(r.order_activity_tasks), _fmt(r.baseline_activity_tasks)
+    )
+    table.add_row("local activities per run", _fmt(r.order_local_activities), "0")
+    table.add_row("signals per run", _fmt(r.order_signals), "0")
+    table.add_row(
+        "history events per run", _fmt(r.order_history_events), _fmt(r.baseline_history_events)
+    )
+    table.add_row(
+        "server round trips per run", _fmt(r.order_round_trips), _fmt(r.baseline_round_trips)
+    )
+    table.add_row(
+        "Temporal server CPU per run",
+        _fmt(r.server_cpu_ms_per_order, " ms"),
+        _fmt(r.server_cpu_ms_per_baseline, " ms"),
+    )
+    table.add_row("PostgreSQL CPU per run", _fmt(r.postgres_cpu_ms_per_order, " ms"), "")
+    table.add_row(
+        "this process's CPU per run",
+        _fmt(r.python_cpu_ms_per_order, " ms"),
+        _fmt(r.python_cpu_ms_per_baseline, " ms"),
+    )
+    return table
+
+
+def run_benchmark(options: BenchOptions, settings: Settings, console: Console) -> BenchReport:
+    """Start the servers `settings` does not name, run the benchmark, stop them again."""
+    with embedded_servers(settings) as servers:
+        console.print(
+            f"servers: Temporal {servers.temporal_address}, PostgreSQL {servers.database_url}"
+        )
+        return asyncio.run(Bench(options, settings, servers, console).run())
+
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    orders: int = typer.Option(300, "-n", "--orders", min=1, help="Workflows of each kind."),
+    concurrency: int = typer.Option(50, "-c", "--concurrency", min=1, help="In flight."),
+    serial: int = typer.Option(20, "--serial", min=0, help="Runs one at a time, per kind."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Unmeasured runs first, per kind."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds one workflow may take."),
+) -> None:
+    """Measure, print a table, then one JSON line with every figure."""
+    options = BenchOptions(
+        orders=orders,
+        concurrency=concurrency,
+        serial=serial,
+        warmup=warmup,
+        timeout_seconds=timeout,
+    )
+    progress = Console(stderr=True)
+    try:
+        result = run_benchmark(options, Settings(), progress)
+    except BenchError as err:
+        progress.print(f"[red]benchmark failed:[/] {err}")
+        raise typer.Exit(1) from err
+    out = Console()
+    if not out.is_terminal:
+        # Piped or captured: keep the table's rows on one line each.
+        out = Console(width=120)
+    out.print(render(result))
+    print(result.model_dump_json(), flush=True)
+
+
+if __name__ == "__main__":
+    app()
