@@ -7,6 +7,7 @@ Everything configurable lives here; modules take a `Settings` instead of reading
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -124,6 +125,21 @@ class Settings(BaseSettings):
 
     # Where the command line finds the API.
     api_url: str = "http://127.0.0.1:8000"
+
+    # Shared live view (api/routes/stream.py, departments.py): a keep-alive comment on idle
+    # event streams; a stream ends after stream_max_seconds (clients resume with
+    # Last-Event-ID), so a restarting API is never held open by its listeners.
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
+    stream_max_seconds: float = Field(default=900.0, gt=0)
+    # How long a status left by an automatic step (RECEIVED, CLASSIFIED, APPROVED, RESERVED,
+    # PACKED) may last before the order counts as stuck.
+    stuck_automatic_after: timedelta = timedelta(minutes=10)
+    # Queue SLAs of work that belongs to no single order's policy.
+    purchase_request_sla: timedelta = timedelta(days=3)
+    feedback_sla: timedelta = timedelta(days=1)
+    # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
+    kpi_schedule_id: str = "kpi-weekly"
+    kpi_schedule_cron: str = "5 0 * * 1"
 
     def token_for(self, role: str) -> str:
         """The token the command line uses to act in `role`."""
