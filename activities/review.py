@@ -143,7 +143,9 @@ class ReviewActivities:
                 order_id=data.order_id,
                 event_key="review.decided",
                 step=Step.REVIEW,
-                kind="review_timeout" if data.timed_out else f"review_{decision.decision}d",
+                kind="review_timeout"
+                if data.timed_out
+                else ("review_approved" if approved else "review_rejected"),
                 status=OrderStatus.APPROVED if approved else OrderStatus.REJECTED,
                 actor=decision.reviewer,
                 details={

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from stack.search_attributes import register_search_attributes
+from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
 
 
 def _test_server_binary() -> str:
@@ -28,8 +29,16 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter
     )
-    # Upserts of unknown search attributes would retry forever on this server.
-    await register_search_attributes(env.client, "default")
+    # Upserts of unknown search attributes would retry forever on this server, which
+    # cannot list them either: add them outright.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={
+                name: indexed_value_type(kind) for name, kind in ORDER_SEARCH_ATTRIBUTES.items()
+            },
+        )
+    )
     try:
         yield env
     finally:
