@@ -1,0 +1,489 @@
+"""The order process as data: the eight steps, who does, approves and is informed, each
+step's inputs, outputs, timers and escalation, the departments and their queues, and the
+service level of every status.
+
+This is the single description the handbook (`orderflow docs` -> docs/process.md), the
+department queues, the stuck-order query and the KPI report read. Its words are the
+workflow's own: statuses from `OrderStatus` / `STEP_OF_STATUS`, timers by `OrderPolicy`
+field name, activities by `ActivityName`, human tasks by the workflow's message names; the
+tests check each reference against the code so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from activities.names import ActivityName
+from orderflow.models import OrderPolicy, OrderStatus, Step
+
+CUSTOMER = "customer"
+
+# Activities that call outside services (the carrier's API): regular activities with their
+# own retries. Every other activity touches only PostgreSQL and runs as a local activity.
+SERVICE_ACTIVITIES = frozenset({ActivityName.BOOK_SHIPMENT, ActivityName.FOLLOW_UP_DELIVERY})
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str  # as in the `departments` table
+    name: str
+    # The operator role that works this department's queue (admin always may); None: admin only.
+    role: str | None
+    # What waits on the department: kinds of queue items (see db/repositories/queues.py).
+    queues: tuple[str, ...]
+
+
+# The departments with a queue, in the order the operator page shows them. Quality, finance
+# and customer service have no operator role of their own (SPEC §5 fixes the roles), so
+# their queues open to admin.
+DEPARTMENTS: tuple[Department, ...] = (
+    Department("risk", "Risk team", "reviewer", ("review_task", "feedback_ticket")),
+    Department("warehouse", "Warehouse", "warehouse", ("pick_task", "feedback_ticket")),
+    Department("purchasing", "Purchasing", "purchasing", ("purchase_request", "feedback_ticket")),
+    Department("logistics", "Logistics", "logistics", ("follow_up", "feedback_ticket")),
+    Department("quality", "Quality", None, ("feedback_ticket",)),
+    Department("finance", "Finance", None, ("feedback_ticket",)),
+    Department("customer_service", "Customer service", None, ("feedback_ticket",)),
+)
+
+# Departments named in the responsibility table besides those with a queue.
+OTHER_PARTIES: dict[str, str] = {
+    "risk_supervisor": "Risk supervisor",
+    "logistics_supervisor": "Logistics supervisor",
+    "sales": "Sales (wholesale)",
+    CUSTOMER: "The customer",
+}
+
+
+def department(code: str) -> Department | None:
+    return next((d for d in DEPARTMENTS if d.code == code), None)
+
+
+def party_name(code: str) -> str:
+    found = department(code)
+    return found.name if found else OTHER_PARTIES[code]
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A wait of the workflow that drives a service level; `policy_field` names its duration."""
+
+    policy_field: str
+    what: str
+    on_expiry: str
+    activity: ActivityName | None = None
+
+
+@dataclass(frozen=True)
+class HumanTask:
+    what: str
+    who: str
+    # The workflow's message names (Update or signal) that carry the person's answer.
+    messages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A branch of the flow: one answer takes the normal path, the other a detour."""
+
+    question: str
+    # The answer that leads to the detour.
+    detour_when: bool
+    detour: str
+    # After the detour: go on to the step's milestone, or ask the question again.
+    rejoin: Literal["continue", "retry"]
+    rejoin_label: str
+    # A detour may also end the order: (label, terminal status).
+    exit: tuple[str, OrderStatus] | None = None
+
+
+@dataclass(frozen=True)
+class ProcessStep:
+    step: Step
+    name: str
+    purpose: str
+    statuses: tuple[OrderStatus, ...]
+    # The status that marks the step done on the normal path (the KPI report's milestone).
+    milestone: OrderStatus
+    does: str
+    approves: tuple[str, ...]
+    informed: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    activities: tuple[ActivityName, ...]
+    timers: tuple[Timer, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    human_tasks: tuple[HumanTask, ...] = ()
+    escalation: str = "none: an automatic step, retried until PostgreSQL answers"
+    undo: str = ""
+
+
+STEPS: tuple[ProcessStep, ...] = (
+    ProcessStep(
+        step=Step.GENERATION,
+        name="Order generation",
+        purpose="Validate the order, persist it with its lines and payment, confirm by e-mail.",
+        statuses=(OrderStatus.RECEIVED,),
+        milestone=OrderStatus.RECEIVED,
+        does="customer_service",
+        approves=("finance",),
+        informed=(CUSTOMER,),
+        inputs=(
+            "the order from web, mobile or marketplace (SPEC §8 JSON)",
+            "its payment reference",
+        ),
+        outputs=(
+            "order, lines and payment rows",
+            "event `order_received`",
+            "confirmation e-mail (outbox)",
+        ),
+        activities=(ActivityName.RECORD_ORDER,),
+        undo="refund the payment and tell the customer (cancellation)",
+    ),
+    ProcessStep(
+        step=Step.CLASSIFICATION,
+        name="Classification & assignment",
+        purpose="Derive the order type from the data-driven rules and assign its department.",
+        statuses=(OrderStatus.CLASSIFIED,),
+        milestone=OrderStatus.CLASSIFIED,
+        does="customer_service",
+        approves=("sales",),
+        informed=("warehouse", "purchasing", "logistics"),
+        inputs=("the recorded order", "the catalogue (pre-sale items)", "classification rules"),
+        outputs=(
+            "order type and responsible department on the order",
+            "event `order_classified`",
+            "notice to the department's lead",
+        ),
+        activities=(ActivityName.CLASSIFY_ORDER,),
+    ),
+    ProcessStep(
+        step=Step.REVIEW,
+        name="Review",
+        purpose="Score the order's risk from its features and history; pass normal orders, "
+        "hold anomalous ones for a reviewer.",
+        statuses=(OrderStatus.PENDING_REVIEW, OrderStatus.APPROVED, OrderStatus.REJECTED),
+        milestone=OrderStatus.APPROVED,
+        does="risk",
+        approves=("risk",),
+        informed=("risk_supervisor", "finance", CUSTOMER),
+        inputs=(
+            "the order",
+            "the customer's and shop's order history",
+            "risk weights and threshold (settings)",
+        ),
+        outputs=(
+            "risk score and reasons on the order",
+            "a review task for flagged orders",
+            "event `auto_approved`, `review_flagged`, `review_approved` or `review_rejected`",
+            "refund and e-mail when rejected",
+        ),
+        activities=(
+            ActivityName.ASSESS_RISK,
+            ActivityName.ESCALATE_REVIEW,
+            ActivityName.RECORD_REVIEW_DECISION,
+        ),
+        timers=(
+            Timer(
+                "review_sla",
+                "a flagged order waits for a reviewer",
+                "the risk supervisor is notified",
+                ActivityName.ESCALATE_REVIEW,
+            ),
+            Timer(
+                "review_deadline",
+                "final deadline of the review",
+                'the order is rejected ("review_timeout") and refunded',
+                ActivityName.RECORD_REVIEW_DECISION,
+            ),
+        ),
+        decisions=(
+            Decision(
+                "Flagged?",
+                detour_when=True,
+                detour="PENDING_REVIEW: a reviewer decides",
+                rejoin="continue",
+                rejoin_label="approve",
+                exit=("reject, or review_deadline passes", OrderStatus.REJECTED),
+            ),
+        ),
+        human_tasks=(
+            HumanTask(
+                "approve or reject a flagged order (a note is required to reject)",
+                "risk",
+                ("decide_review",),
+            ),
+        ),
+        escalation="after review_sla the risk supervisor is notified; after review_deadline "
+        "the order is rejected and refunded",
+        undo="a rejected order is refunded in full",
+    ),
+    ProcessStep(
+        step=Step.INVENTORY,
+        name="Inventory confirmation",
+        purpose="Reserve every line atomically; when short, raise a purchase request and wait "
+        "for the goods.",
+        statuses=(OrderStatus.BACKORDERED, OrderStatus.RESERVED),
+        milestone=OrderStatus.RESERVED,
+        does="warehouse",
+        approves=("purchasing",),
+        informed=(CUSTOMER,),
+        inputs=("the order's lines", "stock on hand and reserved per SKU"),
+        outputs=(
+            "reservations (all lines or none)",
+            "for a shortage: a backorder and one open purchase request per SKU",
+            "event `stock_reserved` or `backordered`",
+            "backorder notice and reminders to the customer",
+        ),
+        activities=(ActivityName.RESERVE_STOCK, ActivityName.REMIND_BACKORDER),
+        timers=(
+            Timer(
+                "backorder_reminder_interval",
+                "a backordered order waits for stock",
+                "the customer is reminded; the reservation is tried again",
+                ActivityName.REMIND_BACKORDER,
+            ),
+            Timer(
+                "backorder_cancel_offer_after",
+                "total wait before the customer may cancel at no cost",
+                "reminders offer cancellation",
+                ActivityName.REMIND_BACKORDER,
+            ),
+        ),
+        decisions=(
+            Decision(
+                "Short of stock?",
+                detour_when=True,
+                detour="BACKORDERED: purchase request raised; wait for the goods",
+                rejoin="retry",
+                rejoin_label="stock received",
+            ),
+        ),
+        human_tasks=(
+            HumanTask("record goods received for a SKU", "purchasing", ("stock_received",)),
+        ),
+        escalation="reminders to the customer every backorder_reminder_interval; after "
+        "backorder_cancel_offer_after they offer cancellation",
+        undo="release the reservations and withdraw the order's share of a purchase request",
+    ),
+    ProcessStep(
+        step=Step.PICKING_PACKING,
+        name="Picking & packing",
+        purpose="Open a pick task; the warehouse reports picked, then packed with the weight.",
+        statuses=(OrderStatus.PICKING, OrderStatus.PACKED),
+        milestone=OrderStatus.PACKED,
+        does="warehouse",
+        approves=("warehouse",),
+        informed=("logistics",),
+        inputs=("reserved lines with bin locations",),
+        outputs=(
+            "pick task (picked, packed, parcel weight)",
+            "events `pick_task_opened`, `picked`, `packed`",
+        ),
+        activities=(
+            ActivityName.OPEN_PICK_TASK,
+            ActivityName.NOTIFY_PICK_OVERDUE,
+            ActivityName.RECORD_PICKED,
+            ActivityName.RECORD_PACKED,
+        ),
+        timers=(
+            Timer(
+                "pick_sla",
+                "the pick task waits for the warehouse",
+                "the warehouse lead is notified",
+                ActivityName.NOTIFY_PICK_OVERDUE,
+            ),
+        ),
+        human_tasks=(
+            HumanTask("report the order picked", "warehouse", ("report_picked", "picked")),
+            HumanTask(
+                "report the parcel packed, with its weight",
+                "warehouse",
+                ("report_packed", "packed"),
+            ),
+        ),
+        escalation="after pick_sla the warehouse lead is notified",
+        undo="the pick task is cancelled",
+    ),
+    ProcessStep(
+        step=Step.DELIVERY,
+        name="Delivery arrangement",
+        purpose="Choose the best carrier for destination, weight and service level; book the "
+        "shipment; send tracking details.",
+        statuses=(OrderStatus.SHIPPED,),
+        milestone=OrderStatus.SHIPPED,
+        does="logistics",
+        approves=("logistics",),
+        informed=(CUSTOMER,),
+        inputs=("the packed parcel's weight", "destination and service level", "carrier rates"),
+        outputs=(
+            "shipment with carrier, tracking number, delivery note, expected delivery",
+            "event `shipped`",
+            "shipping e-mail with tracking details",
+        ),
+        activities=(ActivityName.BOOK_SHIPMENT,),
+        escalation="the booking is retried with backoff while the carrier does not answer; "
+        "a refusal fails the step for an operator to look at",
+        undo="none: from here on a cancel is refused",
+    ),
+    ProcessStep(
+        step=Step.TRACKING,
+        name="Tracking & feedback",
+        purpose="Apply the carrier's tracking events; follow up a late parcel with the "
+        "carrier, the customer and logistics.",
+        statuses=(OrderStatus.IN_TRANSIT, OrderStatus.OUT_FOR_DELIVERY, OrderStatus.DELIVERED),
+        milestone=OrderStatus.DELIVERED,
+        does="logistics",
+        approves=("logistics_supervisor",),
+        informed=(CUSTOMER, "customer_service", "quality"),
+        inputs=("signed tracking webhooks from the carrier", "customer feedback"),
+        outputs=(
+            "tracking events and shipment status",
+            "follow-ups for late parcels",
+            "feedback tickets routed to a department",
+        ),
+        activities=(ActivityName.RECORD_TRACKING, ActivityName.FOLLOW_UP_DELIVERY),
+        timers=(
+            Timer(
+                "delivery_grace",
+                "not delivered by the expected date plus this grace",
+                "a follow-up: ask the carrier, tell the customer, open a follow-up for logistics",
+                ActivityName.FOLLOW_UP_DELIVERY,
+            ),
+            Timer(
+                "followup_interval",
+                "between two follow-ups of the same parcel",
+                "another follow-up",
+                ActivityName.FOLLOW_UP_DELIVERY,
+            ),
+            Timer(
+                "followup_escalate_after",
+                "follow-ups before the logistics supervisor is involved",
+                "follow-ups are escalated",
+                ActivityName.FOLLOW_UP_DELIVERY,
+            ),
+        ),
+        decisions=(
+            Decision(
+                "Delivered by expected delivery + grace?",
+                detour_when=False,
+                detour="follow-up: ask the carrier, tell the customer, open a follow-up",
+                rejoin="retry",
+                rejoin_label="wait followup_interval",
+            ),
+        ),
+        human_tasks=(HumanTask("carrier tracking events", "logistics", ("tracking_event",)),),
+        escalation="a follow-up after expected delivery + delivery_grace, then every "
+        "followup_interval; from attempt followup_escalate_after on, escalated",
+    ),
+    ProcessStep(
+        step=Step.COMPLETION,
+        name="Completion & review",
+        purpose="Complete the delivered order after a quiet period and invite a review.",
+        statuses=(OrderStatus.COMPLETED,),
+        milestone=OrderStatus.COMPLETED,
+        does="customer_service",
+        approves=("customer_service",),
+        informed=(CUSTOMER, "quality"),
+        inputs=("the delivered order",),
+        outputs=("event `order_completed`", "review invitation", "stored reviews"),
+        activities=(ActivityName.COMPLETE_ORDER,),
+        timers=(
+            Timer(
+                "quiet_period",
+                "after delivery, time for the customer to object",
+                "the order is completed",
+                ActivityName.COMPLETE_ORDER,
+            ),
+            Timer(
+                "review_window",
+                "after completion, reviews are accepted",
+                "reviews are no longer accepted",
+            ),
+        ),
+    ),
+)
+
+CANCELLATION = ProcessStep(
+    step=Step.GENERATION,
+    name="Cancellation",
+    purpose="Before shipment the customer or an operator may cancel: undo in reverse.",
+    statuses=(OrderStatus.CANCELLED,),
+    milestone=OrderStatus.CANCELLED,
+    does="customer_service",
+    approves=("customer_service",),
+    informed=(CUSTOMER, "finance"),
+    inputs=("a cancel request with a reason",),
+    outputs=(
+        "reservations released, purchase request share withdrawn",
+        "refund and e-mail",
+        "event `order_cancelled`",
+    ),
+    activities=(ActivityName.CANCEL_ORDER,),
+    human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel",)),),
+    escalation="refused with a clear message once shipping has started",
+)
+
+
+def step_of(number: int | Step) -> ProcessStep:
+    return STEPS[int(number) - 1]
+
+
+# ------------------------------------------------------------------ service level per status
+@dataclass(frozen=True)
+class StatusSla:
+    """How long an order may stay in a status before it counts as stuck."""
+
+    # OrderPolicy field of the wait; None: only an automatic step follows.
+    policy_field: str | None
+    # True: counted from the shipment's expected delivery, not from entering the status.
+    after_expected_delivery: bool = False
+    # True: an automatic step follows the wait, with settings.stuck_automatic_after to do it.
+    then_automatic: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.after_expected_delivery:
+            parts.append("expected delivery")
+        if self.policy_field:
+            parts.append(f"`{self.policy_field}`")
+        if self.then_automatic or self.policy_field is None:
+            parts.append("`stuck_automatic_after` (settings)")
+        return " + ".join(parts)
+
+
+STATUS_SLA: dict[OrderStatus, StatusSla] = {
+    OrderStatus.RECEIVED: StatusSla(None),
+    OrderStatus.CLASSIFIED: StatusSla(None),
+    OrderStatus.PENDING_REVIEW: StatusSla("review_sla"),
+    OrderStatus.APPROVED: StatusSla(None),
+    OrderStatus.BACKORDERED: StatusSla("backorder_cancel_offer_after"),
+    OrderStatus.RESERVED: StatusSla(None),
+    OrderStatus.PICKING: StatusSla("pick_sla"),
+    OrderStatus.PACKED: StatusSla(None),
+    OrderStatus.SHIPPED: StatusSla("delivery_grace", after_expected_delivery=True),
+    OrderStatus.IN_TRANSIT: StatusSla("delivery_grace", after_expected_delivery=True),
+    OrderStatus.OUT_FOR_DELIVERY: StatusSla("delivery_grace", after_expected_delivery=True),
+    OrderStatus.DELIVERED: StatusSla("quiet_period", then_automatic=True),
+}
+
+
+def status_sla(status: OrderStatus, policy: OrderPolicy, automatic: timedelta) -> timedelta:
+    """The allowed time in `status`, counted from entering it (or from the expected delivery)."""
+    sla = STATUS_SLA[status]
+    allowed = timedelta(0)
+    if sla.policy_field is not None:
+        value = getattr(policy, sla.policy_field)
+        assert isinstance(value, timedelta)
+        allowed += value
+    if sla.then_automatic or sla.policy_field is None:
+        allowed += automatic
+    return allowed
+
+
+def policy_value(policy: OrderPolicy, name: str) -> timedelta | int:
+    value = getattr(policy, name)
+    assert isinstance(value, timedelta | int)
+    return value
