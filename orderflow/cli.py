@@ -140,7 +140,7 @@ def status(order_id: str) -> None:
     data = _call("GET", f"/orders/{order_id}", "admin")
     table = Table(title=f"order {order_id}: {data['status']}")
     for column in ("step", "status", "what", "who", "at"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for e in data["timeline"]:
         table.add_row(
             f"{e['step']} {e['step_name']}", e["status"] or "", e["kind"], e["actor"], e["at"]
@@ -250,30 +250,36 @@ def inventory_list() -> None:
 
 @inventory_app.command("check")
 def inventory_check() -> None:
-    """Prove on hand, reserved and the reservation rows agree for every SKU."""
+    """Prove on hand, reserved and the reservation rows agree for every SKU, and that no
+    cancelled, rejected or shipped order still holds stock or a queue place. Exit 1 if not."""
     from db.pool import create_pool
-    from db.repositories.inventory import invariant_violations
+    from db.repositories.inventory import invariant_violations, leaks
 
     settings = get_settings()
     if not settings.database_url:
         raise typer.BadParameter("DATABASE_URL is not set")
 
-    async def check() -> list[Any]:
+    async def check() -> tuple[list[Any], list[Any]]:
         pool = await create_pool(settings.database_url or "", min_size=1, max_size=1)
         try:
-            return list(await invariant_violations(pool))
+            return list(await invariant_violations(pool)), list(await leaks(pool))
         finally:
             await pool.close()
 
-    violations = asyncio.run(check())
+    violations, leaked = asyncio.run(check())
     for v in violations:
         console.print(
             f"[red]{v['sku']}: on hand {v['on_hand']}, reserved {v['reserved']}, held rows {v['held']}[/]"
         )
-    if violations:
+    for leak in leaked:
+        console.print(
+            f"[red]{leak['order_id']} ({leak['status']}) still has a {leak['what']} of {leak['sku']}[/]"
+        )
+    if violations or leaked:
         raise typer.Exit(1)
     console.print(
-        "[green]inventory consistent: every SKU's reserved count equals its held reservations[/]"
+        "[green]inventory consistent: every SKU's reserved count equals its held reservations, "
+        "and no closed order holds stock[/]"
     )
 
 
@@ -303,6 +309,27 @@ def load(
             order = demo_order(rng, f"{prefix}-{i}")
             _call("POST", "/orders", "storefront", order.model_dump(mode="json"))
             progress.advance(task)
+
+
+@app.command()
+def docs(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail when the file differs from the code.")
+    ] = False,
+    output: Annotated[Path, typer.Option(help="Where the handbook goes.")] = Path(
+        "docs/process.md"
+    ),
+) -> None:
+    """Write the process handbook (flowchart, responsibilities, standards) from the code."""
+    from orderflow.handbook import handbook_is_current, write_handbook
+
+    if check:
+        if not handbook_is_current(output):
+            console.print(f"[red]{output} differs from the code: run `orderflow docs`[/]")
+            raise typer.Exit(1)
+        console.print(f"{output} is current")
+        return
+    console.print(f"{output} {'written' if write_handbook(output) else 'unchanged'}")
 
 
 def main() -> None:
