@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, ValidationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import pool_of, settings_of, storefront_of
-from db.repositories import tracking
+from db.repositories import delivery, tracking
 from orderflow.models import TrackingUpdate
 from orderflow.signing import (
     SIGNATURE_HEADER,
@@ -36,6 +37,9 @@ async def carrier_event(
     timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER)] = None,
 ) -> TrackingEventOutcome:
     body = await request.body()
+    pool = pool_of(request)
+    if not await delivery.carrier_known(pool, carrier):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown carrier {carrier}")
     try:
         secret = carrier_secret(settings_of(request), carrier)
     except CarrierSecretMissing as exc:
@@ -47,7 +51,6 @@ async def carrier_event(
     except ValidationError as exc:
         raise HTTPException(422, f"invalid tracking event: {exc.errors()[0]['msg']}") from exc
 
-    pool = pool_of(request)
     async with pool.acquire() as conn, conn.transaction():
         order_id = await tracking.order_for_tracking_number(conn, carrier, update.tracking_number)
         outcome = "applied" if order_id else "unknown_tracking_number"
@@ -58,7 +61,15 @@ async def carrier_event(
         if order_id is not None:
             # Signalled inside the transaction: if Temporal is unreachable the record rolls
             # back and the carrier's retry is applied, not dropped as a duplicate.
-            await storefront_of(request).tracking_event(order_id, update)
+            try:
+                await storefront_of(request).tracking_event(order_id, update)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # The order's process has ended (completed, or resolved as lost): kept on
+                # record and acknowledged, so the carrier stops retrying.
+                outcome = "order_closed"
+                await delivery.set_event_outcome(conn, carrier, update.event_id, outcome)
     if order_id is None:
         # Recorded above for logistics to look at, and refused.
         raise HTTPException(
