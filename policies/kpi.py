@@ -1,0 +1,395 @@
+"""KPIs of the order process, computed from the event data of one period (pure, no I/O).
+
+A period's cohort is the orders placed in it, with everything that has happened to them so
+far. A step's cycle time runs from the previous step's milestone (for step 1: the order's
+placement) to the step's own milestone (`orderflow.process.STEPS`), so the eight cycle
+times of a completed order add up to its lead time. Durations are seconds; rates are
+fractions in [0, 1], None when nothing was there to count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from orderflow.models import OrderStatus
+from orderflow.process import STEPS
+
+MILESTONES: tuple[OrderStatus, ...] = tuple(step.milestone for step in STEPS)
+
+
+# ------------------------------------------------------------------ inputs (plain rows)
+@dataclass(frozen=True)
+class OrderFacts:
+    order_id: str
+    order_type: str | None
+    channel: str
+    status: str
+    placed_at: datetime
+    lines: int
+    # first time of each status the order reached, and every kind of event it has
+    reached: Mapping[str, datetime] = field(default_factory=dict)
+    kinds: frozenset[str] = frozenset()
+    # kind -> first time, for the events that mark a decision
+    kind_times: Mapping[str, datetime] = field(default_factory=dict)
+    # SKUs short when stock was first tried (from the `backordered` event)
+    short_skus: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ShipmentFacts:
+    order_id: str
+    carrier: str
+    expected_delivery: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FollowUpFacts:
+    order_id: str
+    attempt: int
+    escalated: bool
+
+
+@dataclass(frozen=True)
+class FeedbackFacts:
+    department: str
+    category: str
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KpiInputs:
+    orders: Sequence[OrderFacts] = ()
+    review_task_statuses: Mapping[str, str] = field(default_factory=dict)
+    shipments: Sequence[ShipmentFacts] = ()
+    follow_ups: Sequence[FollowUpFacts] = ()
+    feedback: Sequence[FeedbackFacts] = ()
+    ratings: Sequence[int] = ()
+
+
+# ------------------------------------------------------------------ results
+class Quantiles(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    p50: float | None
+    p95: float | None
+    mean: float | None
+
+
+class CarrierKpi(BaseModel):
+    carrier: str
+    shipments: int
+    delivered: int
+    on_time: int
+    on_time_rate: float | None
+
+
+class FeedbackKpi(BaseModel):
+    department: str
+    category: str
+    tickets: int
+    open: int
+    resolution_seconds: Quantiles
+
+
+class KpiReport(BaseModel):
+    period_start: datetime
+    period_end: datetime
+    orders: int
+    by_type: dict[str, int]
+    by_channel: dict[str, int]
+    by_status: dict[str, int]
+    # step number (as text, JSON keys) -> cycle time
+    step_cycle_seconds: dict[str, Quantiles]
+    lead_time_seconds: Quantiles
+    assessed: int
+    auto_approved: int
+    flagged: int
+    auto_approval_rate: float | None
+    flag_rate: float | None
+    reviewer_decisions: int
+    overturned: int
+    overturn_rate: float | None
+    review_timeouts: int
+    review_decision_seconds: Quantiles
+    stock_checked: int
+    backordered: int
+    backorder_rate: float | None
+    lines_checked: int
+    lines_short: int
+    stockout_rate: float | None
+    skus_short: list[str]
+    shipments: int
+    delivered: int
+    on_time: int
+    on_time_rate: float | None
+    by_carrier: list[CarrierKpi]
+    follow_ups: int
+    orders_followed_up: int
+    escalated_follow_ups: int
+    follow_up_rate: float | None
+    feedback_tickets: int
+    feedback: list[FeedbackKpi]
+    reviews: int
+    average_rating: float | None
+    ratings: dict[str, int]
+
+
+# ------------------------------------------------------------------ computations
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0..1) by linear interpolation between closest ranks (as numpy's
+    default and PostgreSQL's percentile_cont); None for no values."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q} is outside [0, 1]")
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = math.ceil(position)
+    fraction = position - low
+    return ordered[low] + (ordered[high] - ordered[low]) * fraction
+
+
+def quantiles(values: Iterable[float]) -> Quantiles:
+    data = list(values)
+    return Quantiles(
+        count=len(data),
+        p50=percentile(data, 0.5),
+        p95=percentile(data, 0.95),
+        mean=sum(data) / len(data) if data else None,
+    )
+
+
+def rate(part: int, whole: int) -> float | None:
+    if part < 0 or whole < 0 or part > whole:
+        raise ValueError(f"{part} of {whole} is not a rate")
+    return part / whole if whole else None
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    # Clocks differ (the storefront's placed_at): a step never takes negative time.
+    return max((end - start).total_seconds(), 0.0)
+
+
+def step_durations(placed_at: datetime, reached: Mapping[str, datetime]) -> dict[int, float]:
+    """Seconds each step took for one order: from the previous milestone to its own."""
+    durations: dict[int, float] = {}
+    previous: datetime | None = placed_at
+    for number, milestone in enumerate(MILESTONES, start=1):
+        at = reached.get(milestone)
+        if at is not None and previous is not None:
+            durations[number] = _seconds(previous, at)
+        previous = at
+    return durations
+
+
+def cycle_times(orders: Iterable[OrderFacts]) -> dict[str, Quantiles]:
+    per_step: dict[int, list[float]] = {n: [] for n in range(1, len(MILESTONES) + 1)}
+    for order in orders:
+        for number, seconds in step_durations(order.placed_at, order.reached).items():
+            per_step[number].append(seconds)
+    return {str(n): quantiles(values) for n, values in per_step.items()}
+
+
+def lead_times(orders: Iterable[OrderFacts]) -> Quantiles:
+    done = OrderStatus.COMPLETED
+    return quantiles(_seconds(o.placed_at, o.reached[done]) for o in orders if done in o.reached)
+
+
+def _carriers(shipments: Sequence[ShipmentFacts]) -> list[CarrierKpi]:
+    result = []
+    for carrier in sorted({s.carrier for s in shipments}):
+        own = [s for s in shipments if s.carrier == carrier]
+        delivered = [s for s in own if s.delivered_at is not None]
+        on_time = sum(1 for s in delivered if _on_time(s))
+        result.append(
+            CarrierKpi(
+                carrier=carrier,
+                shipments=len(own),
+                delivered=len(delivered),
+                on_time=on_time,
+                on_time_rate=rate(on_time, len(delivered)),
+            )
+        )
+    return result
+
+
+def _on_time(shipment: ShipmentFacts) -> bool:
+    return shipment.delivered_at is not None and shipment.delivered_at <= shipment.expected_delivery
+
+
+def _feedback(tickets: Sequence[FeedbackFacts]) -> list[FeedbackKpi]:
+    groups = sorted({(t.department, t.category) for t in tickets})
+    result = []
+    for department, category in groups:
+        own = [t for t in tickets if (t.department, t.category) == (department, category)]
+        result.append(
+            FeedbackKpi(
+                department=department,
+                category=category,
+                tickets=len(own),
+                open=sum(1 for t in own if t.resolved_at is None),
+                resolution_seconds=quantiles(
+                    _seconds(t.created_at, t.resolved_at) for t in own if t.resolved_at is not None
+                ),
+            )
+        )
+    return result
+
+
+def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) -> KpiReport:
+    orders = list(data.orders)
+    assessed = [o for o in orders if {"auto_approved", "review_flagged"} & o.kinds]
+    auto = sum(1 for o in assessed if "auto_approved" in o.kinds)
+    flagged = sum(1 for o in assessed if "review_flagged" in o.kinds)
+    # A reviewer's decision on a flag: approved overturns it; timeouts are nobody's decision.
+    decisions = [s for s in data.review_task_statuses.values() if s in ("approved", "rejected")]
+    overturned = sum(1 for s in decisions if s == "approved")
+    timeouts = sum(1 for s in data.review_task_statuses.values() if s == "expired")
+    decision_times = [
+        _seconds(o.kind_times["review_flagged"], decided)
+        for o in orders
+        if "review_flagged" in o.kind_times
+        for kind in ("review_approved", "review_rejected")
+        if (decided := o.kind_times.get(kind)) is not None
+    ]
+
+    stock_checked = [
+        o for o in orders if {OrderStatus.RESERVED, OrderStatus.BACKORDERED} & set(o.reached)
+    ]
+    backordered = sum(1 for o in stock_checked if OrderStatus.BACKORDERED in o.reached)
+    lines_checked = sum(o.lines for o in stock_checked)
+    lines_short = sum(len(o.short_skus) for o in stock_checked)
+
+    shipments = list(data.shipments)
+    delivered = [s for s in shipments if s.delivered_at is not None]
+    on_time = sum(1 for s in delivered if _on_time(s))
+    followed_up = {f.order_id for f in data.follow_ups}
+
+    ratings = [r for r in data.ratings if 1 <= r <= 5]
+    return KpiReport(
+        period_start=period_start,
+        period_end=period_end,
+        orders=len(orders),
+        by_type=dict(sorted(Counter(o.order_type or "unclassified" for o in orders).items())),
+        by_channel=dict(sorted(Counter(o.channel for o in orders).items())),
+        by_status=dict(sorted(Counter(o.status for o in orders).items())),
+        step_cycle_seconds=cycle_times(orders),
+        lead_time_seconds=lead_times(orders),
+        assessed=len(assessed),
+        auto_approved=auto,
+        flagged=flagged,
+        auto_approval_rate=rate(auto, len(assessed)),
+        flag_rate=rate(flagged, len(assessed)),
+        reviewer_decisions=len(decisions),
+        overturned=overturned,
+        overturn_rate=rate(overturned, len(decisions)),
+        review_timeouts=timeouts,
+        review_decision_seconds=quantiles(decision_times),
+        stock_checked=len(stock_checked),
+        backordered=backordered,
+        backorder_rate=rate(backordered, len(stock_checked)),
+        lines_checked=lines_checked,
+        lines_short=lines_short,
+        stockout_rate=rate(lines_short, lines_checked),
+        skus_short=sorted({sku for o in stock_checked for sku in o.short_skus}),
+        shipments=len(shipments),
+        delivered=len(delivered),
+        on_time=on_time,
+        on_time_rate=rate(on_time, len(delivered)),
+        by_carrier=_carriers(shipments),
+        follow_ups=len(data.follow_ups),
+        orders_followed_up=len(followed_up),
+        escalated_follow_ups=sum(1 for f in data.follow_ups if f.escalated),
+        follow_up_rate=rate(len(followed_up & {s.order_id for s in shipments}), len(shipments)),
+        feedback_tickets=len(data.feedback),
+        feedback=_feedback(data.feedback),
+        reviews=len(ratings),
+        average_rating=sum(ratings) / len(ratings) if ratings else None,
+        ratings={str(r): n for r, n in sorted(Counter(ratings).items())},
+    )
+
+
+# ------------------------------------------------------------------ comparing periods
+@dataclass(frozen=True)
+class Headline:
+    key: str
+    label: str
+    kind: str  # "count" | "rate" | "seconds" | "rating"
+    value: float | None
+
+
+def headlines(report: KpiReport) -> list[Headline]:
+    """The report's main numbers, flat, in a fixed order (for tables, charts, comparison)."""
+    rows = [
+        Headline("orders", "orders placed", "count", report.orders),
+        Headline("lead_time_p50", "lead time p50", "seconds", report.lead_time_seconds.p50),
+        Headline("lead_time_p95", "lead time p95", "seconds", report.lead_time_seconds.p95),
+    ]
+    for step in STEPS:
+        cycle = report.step_cycle_seconds.get(str(int(step.step)))
+        for q in ("p50", "p95"):
+            rows.append(
+                Headline(
+                    f"step_{int(step.step)}_{q}",
+                    f"step {int(step.step)} {step.name} {q}",
+                    "seconds",
+                    getattr(cycle, q) if cycle else None,
+                )
+            )
+    rows += [
+        Headline("auto_approval_rate", "auto-approval rate", "rate", report.auto_approval_rate),
+        Headline("flag_rate", "flag rate", "rate", report.flag_rate),
+        Headline("overturn_rate", "flags overturned by reviewers", "rate", report.overturn_rate),
+        Headline(
+            "review_decision_p50",
+            "review decision time p50",
+            "seconds",
+            report.review_decision_seconds.p50,
+        ),
+        Headline("backorder_rate", "backorder rate", "rate", report.backorder_rate),
+        Headline("stockout_rate", "stock-out rate (lines)", "rate", report.stockout_rate),
+        Headline("on_time_rate", "carrier on-time rate", "rate", report.on_time_rate),
+        Headline("follow_ups", "delivery follow-ups", "count", report.follow_ups),
+        Headline("follow_up_rate", "shipments followed up", "rate", report.follow_up_rate),
+        Headline("feedback_tickets", "feedback tickets", "count", report.feedback_tickets),
+        Headline("average_rating", "average rating", "rating", report.average_rating),
+    ]
+    return rows
+
+
+@dataclass(frozen=True)
+class Comparison:
+    key: str
+    label: str
+    kind: str
+    before: float | None
+    after: float | None
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+    @property
+    def relative_change(self) -> float | None:
+        if self.change is None or not self.before:
+            return None
+        return self.change / self.before
+
+
+def compare(before: KpiReport, after: KpiReport) -> list[Comparison]:
+    return [
+        Comparison(a.key, a.label, a.kind, a.value, b.value)
+        for a, b in zip(headlines(before), headlines(after), strict=True)
+    ]
