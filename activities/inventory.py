@@ -39,9 +39,10 @@ class InventoryActivities:
     async def reserve_stock(self, order: Order) -> ReservationOutcome:
         lines = _lines(order)
         async with self._pool.acquire() as conn, conn.transaction():
-            attempt = await inventory.try_reserve(
-                conn, order.order_id, lines, queue_position_ok=False
-            )
+            attempt = await inventory.try_reserve(conn, order.order_id, lines)
+            if attempt.closed:
+                # Cancelled or rejected meanwhile: the workflow's own cancel path undoes it.
+                return ReservationOutcome(reserved=False)
             if attempt.reserved:
                 await events.record_event(
                     conn,

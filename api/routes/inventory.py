@@ -29,7 +29,11 @@ class StockLevel(BaseModel):
     available: int
     reorder_point: int
     order_up_to: int
+    # units of waiting orders queued for this SKU
+    backordered: int
+    # quantity and id of the SKU's one open purchase request, if any
     open_purchase_request: int | None
+    open_purchase_request_id: int | None
 
 
 class PurchaseRequestView(BaseModel):
@@ -69,7 +73,9 @@ def _level(r) -> StockLevel:  # type: ignore[no-untyped-def]
         available=r["available"],
         reorder_point=r["reorder_point"],
         order_up_to=r["order_up_to"],
+        backordered=r["backordered"],
         open_purchase_request=r["open_request_quantity"],
+        open_purchase_request_id=r["open_request_id"],
     )
 
 
@@ -116,7 +122,9 @@ async def receive_goods(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> ReceiptResponse:
     pool = pool_of(request)
-    async with pool.acquire() as conn, conn.transaction():
+    # No surrounding transaction: the receipt is one, then each order served gets its own,
+    # so serving a queue never holds one SKU's lock while waiting for another's.
+    async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT 1 FROM inventory WHERE sku = $1", body.sku):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown SKU {body.sku}")
         receipt = await inventory.receive_stock(
