@@ -448,9 +448,9 @@ class StatusSla:
         if self.after_expected_delivery:
             parts.append("expected delivery")
         if self.policy_field:
-            parts.append(f"`{self.policy_field}`")
+            parts.append(self.policy_field)
         if self.then_automatic or self.policy_field is None:
-            parts.append("`stuck_automatic_after` (settings)")
+            parts.append("stuck_automatic_after (settings)")
         return " + ".join(parts)
 
 

@@ -1,0 +1,108 @@
+"""What waits on each department now, and the times stuck orders entered their status.
+
+Every queue query returns the same columns, oldest first: `ref` (the item's own id),
+`order_id`, `status`, `waiting_since`, `due_at` (when its SLA runs out), `now` (the
+database's clock, so waits are measured on one clock) and `details` (jsonb).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeAlias
+
+import asyncpg
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+async def review_tasks(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT t.order_id AS ref, t.order_id, t.status, t.opened_at AS waiting_since,
+                  t.due_at, now() AS now,
+                  jsonb_build_object('score', t.score, 'reasons', t.reasons,
+                                     'deadline_at', t.deadline_at, 'total', o.total::text,
+                                     'currency', o.currency, 'customer_id', o.customer_id)
+                      AS details
+           FROM review_tasks t JOIN orders o ON o.order_id = t.order_id
+           WHERE t.status IN ('open', 'escalated')
+           ORDER BY t.opened_at, t.order_id"""
+    )
+
+
+async def pick_tasks(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT t.order_id AS ref, t.order_id, t.status, t.opened_at AS waiting_since,
+                  t.due_at, now() AS now,
+                  jsonb_build_object('service_level', o.service_level,
+                                     'lines', (SELECT count(*) FROM order_lines l
+                                               WHERE l.order_id = t.order_id))
+                      AS details
+           FROM warehouse_tasks t JOIN orders o ON o.order_id = t.order_id
+           WHERE t.status IN ('open', 'picked')
+           ORDER BY t.opened_at, t.order_id"""
+    )
+
+
+async def purchase_requests(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT r.id::text AS ref, NULL::text AS order_id, r.status,
+                  r.created_at AS waiting_since, r.created_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('sku', r.sku, 'quantity', r.quantity, 'reason', r.reason,
+                                     'orders_waiting',
+                                     (SELECT count(*) FROM backorders b
+                                      WHERE b.sku = r.sku AND b.status = 'waiting'))
+                      AS details
+           FROM purchase_requests r
+           WHERE r.status = 'open'
+           ORDER BY r.created_at, r.id""",
+        sla,
+    )
+
+
+async def follow_ups(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT f.order_id || '#' || f.attempt AS ref, f.order_id, f.status,
+                  f.opened_at AS waiting_since, f.opened_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('attempt', f.attempt, 'escalated', f.escalated,
+                                     'carrier_status', f.carrier_status,
+                                     'carrier', s.carrier,
+                                     'tracking_number', s.tracking_number,
+                                     'expected_delivery', s.expected_delivery)
+                      AS details
+           FROM follow_ups f LEFT JOIN shipments s ON s.order_id = f.order_id
+           WHERE f.status = 'open'
+           ORDER BY f.opened_at, f.order_id, f.attempt""",
+        sla,
+    )
+
+
+async def feedback_tickets(conn: Conn, department: str, sla: timedelta) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT t.ticket_id AS ref, t.order_id, t.status, t.created_at AS waiting_since,
+                  t.created_at + $2::interval AS due_at, now() AS now,
+                  jsonb_build_object('category', t.category, 'message', left(t.message, 300))
+                      AS details
+           FROM feedback_tickets t
+           WHERE t.department = $1 AND t.status = 'open'
+           ORDER BY t.created_at, t.ticket_id""",
+        department,
+        sla,
+    )
+
+
+async def current_statuses(conn: Conn, order_ids: list[str]) -> list[asyncpg.Record]:
+    """Each order's latest status event (when it entered its current status), with the
+    shipment's expected delivery where there is one."""
+    return await conn.fetch(
+        """SELECT DISTINCT ON (e.order_id)
+                  e.order_id, e.status, e.occurred_at AS since, now() AS now,
+                  o.order_type, o.department, o.customer_id, s.expected_delivery
+           FROM order_events e
+           JOIN orders o ON o.order_id = e.order_id
+           LEFT JOIN shipments s ON s.order_id = e.order_id
+           WHERE e.order_id = ANY($1::text[]) AND e.status IS NOT NULL
+           ORDER BY e.order_id, e.id DESC""",
+        order_ids,
+    )
