@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import carriers, health, inventory, orders, reviews, warehouse
+from api.routes import carriers, departments, health, inventory, orders, reviews, warehouse
 from db.pool import create_pool
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
@@ -59,6 +59,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.include_router(departments.router)  # first: /orders/stuck is no order id
     for module in (orders, reviews, warehouse, inventory, carriers, health):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
