@@ -21,6 +21,8 @@ class OrderWorkflowInput(Strict):
     policy: OrderPolicy = OrderPolicy()
     # When the storefront placed it (the client's clock, so replay never reads one).
     received_at: datetime
+    # Set when a run continued as new: where the previous run stood (None for a new order).
+    carried: CarriedState | None = None
 
 
 class RiskReason(Strict):
@@ -129,3 +131,90 @@ class OrderView(BaseModel):
     tracking_number: str | None = None
     carrier: str | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+FeedbackCategory = Literal["delivery", "product", "payment", "other"]
+
+
+class FeedbackRequest(Strict):
+    category: FeedbackCategory
+    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    # The caller's key: the same key again returns the same ticket.
+    request_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    by: Actor = "customer"
+
+
+class FeedbackReceipt(Strict):
+    ticket_id: str
+    order_id: str
+    category: FeedbackCategory
+    department: str
+    # True when this ticket holds the order's completion until it is resolved.
+    holds_completion: bool = False
+    # False when the request key had a ticket already.
+    created: bool = True
+
+
+class FeedbackResolved(Strict):
+    ticket_id: str
+    by: Actor = "customer_service"
+    note: Note | None = None
+
+
+class ProductReview(Strict):
+    rating: int = Field(ge=1, le=5)
+    comment: Note = ""
+    by: Actor = "customer"
+
+
+class ReviewReceipt(Strict):
+    order_id: str
+    rating: int
+    stored_at: datetime
+
+
+class ReceiptConfirmation(Strict):
+    by: Actor = "customer"
+
+
+class LostParcelResolution(Strict):
+    action: Literal["reship", "refund"]
+    by: Actor = "logistics"
+    note: Note | None = None
+
+
+class LostParcelOutcome(Strict):
+    order_id: str
+    action: Literal["reship", "refund"]
+    status: OrderStatus
+    carrier: str | None = None
+    tracking_number: str | None = None
+    refunded: Decimal | None = None
+
+
+class RebookRequest(Strict):
+    by: Actor = "logistics"
+    note: Note | None = None
+
+
+class CarriedState(Strict):
+    """What a run hands to the next when it continues as new (from shipment on)."""
+
+    status: OrderStatus
+    timeline: list[TimelineEntry]
+    classification: Classification | None
+    assessment: RiskAssessment | None
+    packed: PackedReport
+    booking: ShipmentBooking
+    reship_no: int = 0
+    lost_cases: int = 0
+    lost_reason: str | None = None
+    seen_tracking: list[str] = Field(default_factory=list)
+    tracking_inbox: list[TrackingUpdate] = Field(default_factory=list)
+    follow_up_attempt: int = 0
+    follow_up_at: datetime | None = None
+    holding_tickets: list[str] = Field(default_factory=list)
+    runs: int = 1
+
+
+OrderWorkflowInput.model_rebuild()

@@ -33,6 +33,9 @@ class OrderPolicy(BaseModel):
     # Step 8: completion
     quiet_period: timedelta = timedelta(days=3)
     review_window: timedelta = timedelta(days=14)
+    # A run whose history reaches this many events (or that the server finds large)
+    # continues as new with its state, from shipment on.
+    continue_as_new_history_length: int = Field(default=8000, ge=20)
 
     @classmethod
     def instant(cls, *, auto_warehouse: bool = True) -> OrderPolicy:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from orderflow.models.messages import CancelRequest, ReviewDecision, TrackingUpdate
+from pydantic import Field
+
+from orderflow.models.messages import (
+    CancelRequest,
+    FeedbackRequest,
+    LostParcelResolution,
+    ProductReview,
+    ReviewDecision,
+    TrackingUpdate,
+)
 from orderflow.models.order import Order, Strict
 
 
@@ -47,6 +56,8 @@ class BookShipmentInput(Strict):
     weight_kg: float
     # The workflow's time of hand-over, so that every retry makes the same carrier choice.
     requested_at: datetime
+    # 0: the order's parcel; n: the n-th replacement of a lost one (its own idempotency key).
+    reship_no: int = 0
 
 
 class TrackingInput(Strict):
@@ -62,6 +73,8 @@ class FollowUpInput(Strict):
 
 class FollowUpResult(Strict):
     carrier_status: str | None
+    # The carrier's events as its status query lists them (some may never have reached us).
+    events: list[TrackingUpdate] = Field(default_factory=list)
 
 
 class CompleteInput(Strict):
@@ -72,3 +85,43 @@ class CompleteInput(Strict):
 class CancelInput(Strict):
     order_id: str
     request: CancelRequest
+
+
+class ShipmentHoldInput(Strict):
+    order_id: str
+    attempt: int
+    reason: str
+
+
+class LostParcelInput(Strict):
+    order_id: str
+    case_no: int
+    reason: str
+    carrier: str
+    tracking_number: str
+    carrier_status: str | None = None
+
+
+class LostParcelResolutionInput(Strict):
+    order_id: str
+    case_no: int
+    resolution: LostParcelResolution
+    # The replacement's number, for a reship.
+    reship_no: int = 0
+
+
+class ReplacementOutcome(Strict):
+    taken: bool
+    shortages: dict[str, int] = Field(default_factory=dict)
+
+
+class FeedbackInput(Strict):
+    order_id: str
+    ticket_id: str
+    request: FeedbackRequest
+    holds_completion: bool = False
+
+
+class ProductReviewInput(Strict):
+    order_id: str
+    review: ProductReview
