@@ -5,6 +5,7 @@ history (how many round trips to the server one run of it costs)."""
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -75,6 +76,20 @@ def _tree_cpu(proc: psutil.Process) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def own_cpu() -> dict[str, float]:
+    """This process's CPU seconds, split into Python threads (they share one GIL) and the
+    rest (the Temporal SDK core's Rust threads and any other native threads)."""
+    python_ids = {t.native_id for t in threading.enumerate()}
+    python = native = 0.0
+    for thread in psutil.Process().threads():
+        spent = thread.user_time + thread.system_time
+        if thread.id in python_ids:
+            python += spent
+        else:
+            native += spent
+    return {"python": python, "native": native}
 
 
 def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

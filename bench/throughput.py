@@ -36,6 +36,7 @@ from bench.measure import (
     HistoryShape,
     cpu_delta,
     history_shape,
+    own_cpu,
     percentile,
     status_times,
 )
@@ -105,6 +106,11 @@ class BenchReport(BaseModel):
     postgres_cpu_ms_per_order: float | None
     python_cpu_ms_per_order: float | None
     python_cpu_ms_per_baseline: float | None
+    sdk_core_cpu_ms_per_order: float | None
+    sdk_core_cpu_ms_per_baseline: float | None
+    # Python threads' CPU over wall time in the loaded phase: near 1.0, the GIL is the limit.
+    python_busy_orders: float | None
+    python_busy_baseline: float | None
 
 
 @dataclass
@@ -124,6 +130,12 @@ class Phase:
     def p(self, name: str, q: float) -> float | None:
         value = percentile(self.latencies_ms.get(name, []), q)
         return None if value is None else round(value, 1)
+
+    def busy(self, process: str) -> float | None:
+        """CPU seconds of `process` per wall second (1.0 = one core all the time)."""
+        if process not in self.cpu_seconds or self.seconds <= 0:
+            return None
+        return round(self.cpu_seconds[process] / self.seconds, 2)
 
     def cpu_ms_per_run(self, process: str) -> float | None:
         if process not in self.cpu_seconds or self.count == 0:
@@ -161,11 +173,10 @@ class Bench:
         self.console = console
         self.run_id = uuid.uuid4().hex[:8]
         self.cpu = CpuMeter({"server": servers.temporal_pid, "postgres": servers.postgres_pid})
-        self._python = time.process_time
         self._next_order = 0
 
     def _cpu_now(self) -> dict[str, float]:
-        return {**self.cpu.sample(), "python": self._python()}
+        return {**self.cpu.sample(), **own_cpu()}
 
     async def _measured(
         self, count: int, concurrency: int, one: Callable[[int], Awaitable[_T]]
@@ -329,13 +340,15 @@ def report(
         postgres_cpu_ms_per_order=orders.cpu_ms_per_run("postgres"),
         python_cpu_ms_per_order=orders.cpu_ms_per_run("python"),
         python_cpu_ms_per_baseline=baseline.cpu_ms_per_run("python"),
+        sdk_core_cpu_ms_per_order=orders.cpu_ms_per_run("native"),
+        sdk_core_cpu_ms_per_baseline=baseline.cpu_ms_per_run("native"),
+        python_busy_orders=orders.busy("python"),
+        python_busy_baseline=baseline.busy("python"),
     )
 
 
-def _fmt(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.1f}{unit}" if abs(value) < 1e5 else f"{value:,.0f}{unit}"
+def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}{unit}"
 
 
 def render(result: BenchReport) -> Table:
@@ -395,9 +408,19 @@ def render(result: BenchReport) -> Table:
     )
     table.add_row("PostgreSQL CPU per run", _fmt(r.postgres_cpu_ms_per_order, " ms"), "")
     table.add_row(
-        "this process's CPU per run",
+        "Python threads' CPU per run (one GIL)",
         _fmt(r.python_cpu_ms_per_order, " ms"),
         _fmt(r.python_cpu_ms_per_baseline, " ms"),
+    )
+    table.add_row(
+        "SDK core (Rust) CPU per run",
+        _fmt(r.sdk_core_cpu_ms_per_order, " ms"),
+        _fmt(r.sdk_core_cpu_ms_per_baseline, " ms"),
+    )
+    table.add_row(
+        "Python CPU / wall time, loaded (1.0 = GIL-bound)",
+        _fmt(r.python_busy_orders, digits=2),
+        _fmt(r.python_busy_baseline, digits=2),
     )
     return table
 
