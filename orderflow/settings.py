@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderflow.models.policy import OrderPolicy
+from orderflow.models.replenishment import ReplenishmentSettings
 
 ROLES = ("storefront", "reviewer", "warehouse", "purchasing", "logistics", "admin")
 
@@ -140,6 +141,9 @@ class Settings(BaseSettings):
     # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
     kpi_schedule_id: str = "kpi-weekly"
     kpi_schedule_cron: str = "5 0 * * 1"
+    # The replenishment run (workflows/replenishment.py): planning assumptions and its Temporal
+    # Schedule, e.g. ORDERFLOW_REPLENISHMENT='{"service_level": 0.98, "lead_time_days": 5}'
+    replenishment: ReplenishmentSettings = Field(default_factory=ReplenishmentSettings)
 
     def token_for(self, role: str) -> str:
         """The token the command line uses to act in `role`."""

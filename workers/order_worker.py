@@ -21,6 +21,7 @@ from activities.cancellation import CancellationActivities
 from activities.fulfilment import FulfilmentActivities
 from activities.intake import IntakeActivities
 from activities.inventory import InventoryActivities
+from activities.replenishment import ReplenishmentActivities
 from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
 from db.migrate import apply_migrations
@@ -29,6 +30,7 @@ from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
 from workers.outbox import run_dispatcher
 from workflows.order import OrderWorkflow
+from workflows.replenishment import ReplenishmentWorkflow
 
 log = logging.getLogger("orderflow.worker")
 
@@ -53,7 +55,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OrderWorkflow],
+        workflows=[OrderWorkflow, ReplenishmentWorkflow],
         activities=[
             intake.record_order,
             intake.classify_order,
@@ -71,6 +73,7 @@ def build_worker(
             cancellation.cancel_order,
             shipping.book_shipment,
             shipping.follow_up_delivery,
+            *ReplenishmentActivities(pool, settings).all(),
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,

@@ -225,21 +225,26 @@ async def cover_shortage(conn: asyncpg.Connection, sku: str) -> tuple[int, int |
     return int(deficit), await add_to_open_request(conn, sku, int(deficit), reason="shortage")
 
 
-async def replenish_if_low(conn: asyncpg.Connection, sku: str, *, reason: str) -> int:
-    """At or below the reorder point, order up to the order-up-to level: the stock position
-    (available - queued demand + open request) is raised to `order_up_to` through the SKU's
-    one open request. Returns the units added (0 when the position is high enough). Call
-    with the SKU locked."""
-    row = await conn.fetchrow(
+async def _position(conn: asyncpg.Connection, sku: str) -> asyncpg.Record | None:
+    """The SKU's levels and stock position: available - queued demand + open request."""
+    return await conn.fetchrow(
         """SELECT i.reorder_point, i.order_up_to,
                   i.on_hand - i.reserved
                   - (SELECT coalesce(sum(b.quantity), 0) FROM backorders b
-                     WHERE b.sku = i.sku AND b.status = 'waiting')
+                     WHERE b.sku = i.sku AND b.status = 'waiting')::int
                   + coalesce((SELECT r.quantity FROM purchase_requests r
                               WHERE r.sku = i.sku AND r.status = 'open'), 0) AS position
            FROM inventory i WHERE i.sku = $1""",
         sku,
     )
+
+
+async def replenish_if_low(conn: asyncpg.Connection, sku: str, *, reason: str) -> int:
+    """At or below the reorder point, order up to the order-up-to level: the stock position
+    (available - queued demand + open request) is raised to `order_up_to` through the SKU's
+    one open request. Returns the units added (0 when the position is high enough). Call
+    with the SKU locked."""
+    row = await _position(conn, sku)
     if row is None or row["order_up_to"] <= 0 or row["position"] > row["reorder_point"]:
         return 0
     quantity = int(row["order_up_to"] - row["position"])
@@ -259,6 +264,39 @@ async def replenish_if_low(conn: asyncpg.Connection, sku: str, *, reason: str) -
         f"{row['order_up_to']} ({reason}).",
     )
     return quantity
+
+
+@dataclass
+class LevelsApplied:
+    position: int
+    ordered: int
+    request_id: int | None
+
+
+async def set_levels_and_replenish(
+    conn: asyncpg.Connection, sku: str, *, reorder_point: int, order_up_to: int, reason: str
+) -> LevelsApplied:
+    """Set a SKU's reorder point and order-up-to level, then order up to it if its stock
+    position is at or below the new reorder point. Call inside a transaction."""
+    await _lock_skus(conn, [sku])
+    await conn.execute(
+        """UPDATE inventory SET reorder_point = $2, order_up_to = $3, updated_at = now()
+           WHERE sku = $1""",
+        sku,
+        reorder_point,
+        order_up_to,
+    )
+    row = await _position(conn, sku)
+    assert row is not None
+    ordered = await replenish_if_low(conn, sku, reason=reason)
+    request_id = (
+        await conn.fetchval(
+            "SELECT id FROM purchase_requests WHERE sku = $1 AND status = 'open'", sku
+        )
+        if ordered
+        else None
+    )
+    return LevelsApplied(position=int(row["position"]), ordered=ordered, request_id=request_id)
 
 
 async def add_to_open_request(

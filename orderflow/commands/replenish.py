@@ -1,0 +1,185 @@
+"""`orderflow replenish`: the scheduled replenishment run (forecast, reorder points, purchase
+requests): create its Temporal Schedule, run it now, or load a demo sales history.
+
+`ensure_replenishment_schedule` is also what `orderflow up` calls: creating the schedule is
+idempotent, an existing one is left as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
+
+from orderflow.models.replenishment import ReplenishmentInput, ReplenishmentReport
+from orderflow.settings import Settings, get_settings
+from workflows.replenishment import ReplenishmentWorkflow
+
+app = typer.Typer(
+    help="Demand forecast and replenishment: schedule, run now, demo sales history.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def scheduled_input(settings: Settings) -> ReplenishmentInput:
+    return ReplenishmentInput(
+        parameters=settings.replenishment.parameters(),
+        batch_size=settings.replenishment.batch_size,
+    )
+
+
+async def ensure_replenishment_schedule(
+    client: Client,
+    settings: Settings,
+    *,
+    schedule_id: str | None = None,
+    workflow_input: ReplenishmentInput | None = None,
+) -> bool:
+    """Create the replenishment schedule unless it exists; True when this call created it."""
+    schedule_id = schedule_id or settings.replenishment.schedule_id
+    try:
+        await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    ReplenishmentWorkflow.run,
+                    workflow_input or scheduled_input(settings),
+                    id=f"{schedule_id}-run",
+                    task_queue=settings.task_queue,
+                ),
+                spec=ScheduleSpec(cron_expressions=[settings.replenishment.schedule_cron]),
+                # A run still going when the next is due finishes first; none piles up.
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        return False
+    return True
+
+
+async def run_replenishment(
+    client: Client, settings: Settings, workflow_input: ReplenishmentInput
+) -> ReplenishmentReport:
+    """One replenishment run now, waited for."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return await client.execute_workflow(
+        ReplenishmentWorkflow.run,
+        workflow_input,
+        id=f"replenishment-manual-{stamp}",
+        task_queue=settings.task_queue,
+    )
+
+
+async def _client(settings: Settings) -> Client:
+    from orderflow.temporal_client import connect_temporal
+
+    return await connect_temporal(settings)
+
+
+@app.command("schedule")
+def schedule_command() -> None:
+    """Create the daily replenishment schedule (idempotent)."""
+    settings = get_settings()
+
+    async def create() -> bool:
+        return await ensure_replenishment_schedule(await _client(settings), settings)
+
+    created = asyncio.run(create())
+    state = "created" if created else "exists already"
+    console.print(
+        f"schedule {settings.replenishment.schedule_id} {state} "
+        f"(cron {settings.replenishment.schedule_cron!r} UTC)"
+    )
+
+
+@app.command("run")
+def run_command(
+    sku: Annotated[
+        list[str] | None, typer.Option("--sku", help="Only this SKU (repeatable).")
+    ] = None,
+) -> None:
+    """Run the replenishment now and print what it decided."""
+    settings = get_settings()
+    base = scheduled_input(settings)
+    workflow_input = base.model_copy(update={"skus": sku}) if sku else base
+
+    async def run() -> ReplenishmentReport:
+        return await run_replenishment(await _client(settings), settings, workflow_input)
+
+    report = asyncio.run(run())
+    table = Table(title=f"replenishment as of {report.as_of}")
+    for column in (
+        "sku",
+        "method",
+        "mean/day",
+        "reorder point",
+        "order-up-to",
+        "position",
+        "ordered",
+    ):
+        table.add_column(column)
+    raised = {r.sku: r.quantity for r in report.raised}
+    for plan in report.planned:
+        table.add_row(
+            plan.sku,
+            plan.method,
+            f"{plan.mean_daily_demand:.1f}",
+            str(plan.reorder_point),
+            str(plan.order_up_to),
+            str(plan.inventory_position),
+            str(raised.get(plan.sku, "")),
+        )
+    console.print(table)
+    for plan in report.skipped:
+        console.print(f"skipped {plan.sku}: {plan.skipped}")
+
+
+@app.command("seed-sales")
+def seed_sales_command(
+    days: Annotated[int, typer.Option(help="Days of history, ending yesterday.")] = 365,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
+) -> None:
+    """Load a generated demo sales history (trend, weekly season, promotions, intermittent
+    sellers) for the catalogue's SKUs, so the forecast has something to learn from."""
+    from db.pool import connect
+    from db.repositories import sales
+    from orderflow.datagen.sales import generate_sales
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set")
+
+    async def load() -> int:
+        conn = await connect(settings.database_url or "")
+        try:
+            skus = await sales.replenishable_skus(conn)
+            if not skus:
+                return 0
+            start = datetime.now(UTC).date() - timedelta(days=days)
+            histories = generate_sales(days=days, skus=len(skus), seed=seed, start=start)
+            rows = [
+                (sku, day, quantity)
+                for sku, history in zip(skus, histories, strict=True)
+                for day, _, quantity in history.rows()
+            ]
+            async with conn.transaction():
+                return await sales.record_history(conn, rows)
+        finally:
+            await conn.close()
+
+    count = asyncio.run(load())
+    console.print(f"{count} days of sales recorded")
