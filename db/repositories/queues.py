@@ -1,4 +1,5 @@
-"""What waits on each department now, and the times stuck orders entered their status.
+"""The shared view's reads: what waits on each department now, the times stuck orders
+entered their status, and order events after a given one (live streams resuming).
 
 Every queue query returns the same columns, oldest first: `ref` (the item's own id),
 `order_id`, `status`, `waiting_since`, `due_at` (when its SLA runs out), `now` (the
@@ -106,3 +107,39 @@ async def current_statuses(conn: Conn, order_ids: list[str]) -> list[asyncpg.Rec
            ORDER BY e.order_id, e.id DESC""",
         order_ids,
     )
+
+
+async def order_events_after(
+    conn: Conn, order_id: str, *, after_id: int, limit: int
+) -> list[asyncpg.Record]:
+    """One order's events after `after_id`, in id order."""
+    return await conn.fetch(
+        """SELECT id, order_id, step, status, kind, actor, details, occurred_at
+           FROM order_events
+           WHERE order_id = $1 AND id > $2
+           ORDER BY id
+           LIMIT $3""",
+        order_id,
+        after_id,
+        limit,
+    )
+
+
+async def shop_events_after(conn: Conn, *, after_id: int, limit: int) -> list[asyncpg.Record]:
+    """The whole shop's events after `after_id`, in id order."""
+    return await conn.fetch(
+        """SELECT id, order_id, step, status, kind, actor, details, occurred_at
+           FROM order_events
+           WHERE id > $1
+           ORDER BY id
+           LIMIT $2""",
+        after_id,
+        limit,
+    )
+
+
+async def event_details(conn: Conn, event_id: int) -> dict[str, object] | None:
+    details: dict[str, object] | None = await conn.fetchval(
+        "SELECT details FROM order_events WHERE id = $1", event_id
+    )
+    return details

@@ -58,9 +58,9 @@ async def _queue(stack: Stack, department: str, role: str = "admin") -> dict:
 
 async def test_each_department_sees_its_own_queue_oldest_first(stack: Stack) -> None:
     first_flagged = await _place(stack, order_json(payment_status="failed"))
+    await wait_for_status(stack.pool, first_flagged, "PENDING_REVIEW")
     second_flagged = await _place(stack, order_json(payment_status="failed"))
     to_pick = await _place(stack, order_json())
-    await wait_for_status(stack.pool, first_flagged, "PENDING_REVIEW")
     await wait_for_status(stack.pool, second_flagged, "PENDING_REVIEW")
     await wait_for_status(stack.pool, to_pick, "PICKING")
     await asyncio.sleep(1.5)  # past the review and pick SLAs
