@@ -13,7 +13,18 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import carriers, departments, health, inventory, orders, reviews, warehouse
+from api.routes import (
+    carriers,
+    departments,
+    feedback,
+    health,
+    inventory,
+    logistics,
+    orders,
+    reviews,
+    stream,
+    warehouse,
+)
 from db.pool import create_pool
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
@@ -60,7 +71,11 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(departments.router)  # first: /orders/stuck is no order id
+    app.include_router(stream.router)
     for module in (orders, reviews, warehouse, inventory, carriers, health):
+        app.include_router(module.router)
+    # Issue 5: the customer's feedback and review; logistics' lost parcels and rebooking.
+    for module in (feedback, logistics):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     return app
