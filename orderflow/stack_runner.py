@@ -88,7 +88,14 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
         else:
             asyncio.run(_register_external(settings, address))
 
-        env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": address}
+        env = {
+            "DATABASE_URL": database_url,
+            "TEMPORAL_ADDRESS": address,
+            # The parts find each other on the ports this stack was given.
+            "ORDERFLOW_CARRIER_API_URL": f"http://127.0.0.1:{settings.carrier_simulator_port}",
+            "ORDERFLOW_CARRIER_WEBHOOK_BASE_URL": f"http://127.0.0.1:{settings.api_port}",
+            "ORDERFLOW_API_URL": f"http://127.0.0.1:{settings.api_port}",
+        }
         if "ORDERFLOW_ORDER_POLICY" not in os.environ:
             env["ORDERFLOW_ORDER_POLICY"] = DEMO_POLICY.model_dump_json()
         python = [sys.executable, "-m", "orderflow.cli"]
