@@ -1,27 +1,24 @@
 """Cancellation: undo, in reverse, what the steps did, each effect once.
 
-Each activity writes its effect, the order's new status and its event in one transaction,
-keyed so that a retried activity changes nothing the second time. They touch only
-PostgreSQL, so the workflow runs them as local activities.
+Undone in one transaction, latest step first: the pick task comes off the warehouse's list,
+the reserved stock goes back, the order's places in the backorder queues and its shares of
+the purchase requests are withdrawn, an open review task is closed, the payment is refunded
+through the payment adapter, and the customer is told. Each undo leaves its own event, so
+the timeline shows what was undone. The order's row is locked first (the lock order of every
+stock change), so a goods receipt serving the order and its cancel never interleave; a retried
+or repeated cancel finds `cancellation.cancelled` recorded and changes nothing.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import asyncpg
 from temporalio import activity
 
+from activities import payments
 from activities.names import ActivityName
-from activities.payments import refund_and_tell
-from db.repositories import events, inventory
-from orderflow.models import (
-    CancelResult,
-    OrderStatus,
-)
-from orderflow.models.steps import (
-    CancelInput,
-)
+from db.repositories import cancellation, events, inventory
+from orderflow.models import CancelResult, OrderStatus
+from orderflow.models.steps import CancelInput
 from orderflow.settings import Settings
 
 
@@ -30,51 +27,73 @@ class CancellationActivities:
         self._pool = pool
         self._settings = settings
 
-    # Cancellation ---------------------------------------------------------------------
     @activity.defn(name=ActivityName.CANCEL_ORDER)
     async def cancel_order(self, data: CancelInput) -> CancelResult:
+        order_id = data.order_id
+        request = data.request
         async with self._pool.acquire() as conn, conn.transaction():
-            step = await conn.fetchval(
-                "SELECT coalesce(max(step), 1) FROM order_events WHERE order_id = $1", data.order_id
+            await cancellation.lock_order(conn, order_id)
+            step = await cancellation.current_step(conn, order_id)
+            if await cancellation.cancelled_before(conn, order_id):
+                return CancelResult(
+                    order_id=order_id,
+                    status=OrderStatus.CANCELLED,
+                    refunded=await payments.refunded(conn, order_id),
+                    released_lines=await cancellation.released_lines(conn, order_id),
+                )
+
+            async def undone(key: str, kind: str, **details: object) -> None:
+                await events.record_event(
+                    conn,
+                    order_id=order_id,
+                    event_key=f"cancellation.{key}",
+                    step=step,
+                    kind=kind,
+                    actor=request.requested_by,
+                    details=details,
+                )
+
+            task_was = await cancellation.cancel_pick_task(conn, order_id)
+            if task_was is not None:
+                await undone("pick_task_cancelled", "pick_task_cancelled", task_was=task_was)
+            shares = await cancellation.waiting_shares(conn, order_id)
+            released = await inventory.release(conn, order_id)
+            if released or shares:
+                await undone(
+                    "stock_released",
+                    "stock_released",
+                    lines=released,
+                    withdrawn_shares=[
+                        {"sku": s["sku"], "request_id": s["request_id"], "quantity": s["shortfall"]}
+                        for s in shares
+                    ],
+                )
+            if await cancellation.cancel_review_task(conn, order_id):
+                await undone("review_task_closed", "review_task_closed")
+            reason = f"cancelled: {request.reason}"
+            receipt = await payments.refund(
+                conn, payments.RefundRequest(order_id=order_id, reason=reason)
             )
-            recorded = await events.record_event(
+            await undone(
+                "payment_refunded",
+                "payment_refunded",
+                amount=str(receipt.amount),
+                idempotency_key=receipt.idempotency_key,
+            )
+            await events.record_event(
                 conn,
-                order_id=data.order_id,
+                order_id=order_id,
                 event_key="cancellation.cancelled",
                 step=step,
                 kind="order_cancelled",
                 status=OrderStatus.CANCELLED,
-                actor=data.request.requested_by,
-                details={"reason": data.request.reason},
+                actor=request.requested_by,
+                details={"reason": request.reason},
             )
-            if recorded is not None:
-                # Undo in reverse order of the steps that did it.
-                await conn.execute(
-                    "UPDATE warehouse_tasks SET status = 'cancelled' WHERE order_id = $1 AND status <> 'packed'",
-                    data.order_id,
-                )
-                released = await inventory.release(conn, data.order_id)
-                await conn.execute(
-                    """UPDATE review_tasks SET status = 'cancelled'
-                       WHERE order_id = $1 AND status IN ('open', 'escalated')""",
-                    data.order_id,
-                )
-                await refund_and_tell(
-                    conn, data.order_id, reason=f"cancelled: {data.request.reason}"
-                )
-            else:
-                released = int(
-                    await conn.fetchval(
-                        "SELECT count(*) FROM reservations WHERE order_id = $1 AND status = 'released'",
-                        data.order_id,
-                    )
-                )
-            refunded = await conn.fetchval(
-                "SELECT amount FROM refunds WHERE order_id = $1", data.order_id
-            )
+            await payments.tell_customer_closed(conn, order_id, reason=reason)
         return CancelResult(
-            order_id=data.order_id,
+            order_id=order_id,
             status=OrderStatus.CANCELLED,
-            refunded=refunded or Decimal("0"),
+            refunded=receipt.amount,
             released_lines=released,
         )

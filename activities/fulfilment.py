@@ -1,4 +1,5 @@
-"""Steps 5, 7 and 8 in the database: pick and pack, tracking events, completion.
+"""Steps 5, 7 and 8 in the database: pick and pack, tracking events, feedback tickets,
+completion and reviews.
 
 Each activity writes its effect, the order's new status and its event in one transaction,
 keyed so that a retried activity changes nothing the second time. They touch only
@@ -11,22 +12,27 @@ from decimal import Decimal
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.names import ActivityName
-from db.repositories import catalogue, events, notifications
+from db.repositories import catalogue, delivery, events, feedback, notifications
 from orderflow.models import (
     OrderStatus,
     Step,
     TrackingUpdate,
 )
+from orderflow.models.messages import FeedbackReceipt, ReviewReceipt
 from orderflow.models.steps import (
     CompleteInput,
+    FeedbackInput,
     OrderRef,
     PickTaskInput,
+    ProductReviewInput,
     TrackingInput,
     WarehouseReportInput,
 )
 from orderflow.settings import Settings
+from policies.feedback_routing import department_for
 
 # Packaging added to the goods' catalogue weight when the warehouse weighs automatically.
 _PACKAGING_KG = Decimal("0.300")
@@ -171,6 +177,9 @@ class FulfilmentActivities:
                 update.at,
             )
             if update.status == "DELIVERED":
+                # Whatever logistics was chasing has arrived.
+                await delivery.resolve_follow_ups(conn, data.order_id, "delivered")
+                await delivery.mark_found(conn, data.order_id)
                 email = await conn.fetchval(
                     "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
                 )
@@ -213,3 +222,98 @@ class FulfilmentActivities:
                 subject=f"How was your order {data.order_id}?",
                 body="We would love to hear what you think: rate your order from 1 to 5.",
             )
+
+    @activity.defn(name=ActivityName.RECORD_PRODUCT_REVIEW)
+    async def record_product_review(self, data: ProductReviewInput) -> ReviewReceipt:
+        review = data.review
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored_at = await feedback.store_review(
+                conn, data.order_id, rating=review.rating, comment=review.comment, by=review.by
+            )
+            await events.record_event(
+                conn,
+                order_id=data.order_id,
+                event_key="completion.reviewed",
+                step=Step.COMPLETION,
+                kind="review_received",
+                actor=review.by,
+                details={"rating": review.rating},
+            )
+        return ReviewReceipt(order_id=data.order_id, rating=review.rating, stored_at=stored_at)
+
+    # Feedback (any step) ------------------------------------------------------------------
+    @activity.defn(name=ActivityName.RECORD_FEEDBACK)
+    async def record_feedback(self, data: FeedbackInput) -> FeedbackReceipt:
+        request = data.request
+        department = department_for(request.category)
+        async with self._pool.acquire() as conn, conn.transaction():
+            ticket, created = await feedback.open_ticket(
+                conn,
+                ticket_id=data.ticket_id,
+                order_id=data.order_id,
+                request_key=request.request_key,
+                category=request.category,
+                department=department,
+                message=request.message,
+                requested_by=request.by,
+                holds_completion=data.holds_completion,
+            )
+            if ticket["order_id"] != data.order_id:
+                raise ApplicationError(
+                    f"request key {request.request_key!r} belongs to another order's ticket",
+                    type="InvalidInput",
+                    non_retryable=True,
+                )
+            receipt = FeedbackReceipt(
+                ticket_id=ticket["ticket_id"],
+                order_id=data.order_id,
+                category=ticket["category"],
+                department=ticket["department"],
+                holds_completion=ticket["holds_completion"],
+                created=created,
+            )
+            if not created:
+                return receipt
+            step = await conn.fetchval(
+                "SELECT coalesce(max(step), 1) FROM order_events WHERE order_id = $1",
+                data.order_id,
+            )
+            await events.record_event(
+                conn,
+                order_id=data.order_id,
+                event_key=f"feedback.{receipt.ticket_id}",
+                step=step,
+                kind="feedback_received",
+                actor=request.by,
+                details={
+                    "ticket_id": receipt.ticket_id,
+                    "category": receipt.category,
+                    "department": department,
+                    "holds_completion": receipt.holds_completion,
+                },
+            )
+            await notifications.enqueue(
+                conn,
+                key=f"{data.order_id}:feedback:{receipt.ticket_id}:department",
+                order_id=data.order_id,
+                kind="feedback_ticket",
+                channel="department",
+                recipient=await notifications.department_lead(conn, department),
+                subject=f"Ticket {receipt.ticket_id} ({receipt.category}) on order {data.order_id}",
+                body=request.message,
+            )
+            email = await conn.fetchval(
+                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
+            )
+            await notifications.enqueue(
+                conn,
+                key=f"{data.order_id}:feedback:{receipt.ticket_id}:customer",
+                order_id=data.order_id,
+                kind="feedback_acknowledged",
+                channel="email",
+                recipient=email,
+                subject=f"We received your message about order {data.order_id}",
+                body=f"Your ticket number is {receipt.ticket_id}; our {department.replace('_', ' ')} "
+                "team will answer.",
+            )
+        return receipt

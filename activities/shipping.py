@@ -1,7 +1,10 @@
-"""Steps 6 and 7 towards the carrier: book the shipment and ask after a late parcel.
+"""Steps 6 and 7 towards the carrier: book the shipment, ask after a late parcel, and the
+cases logistics resolves when no carrier takes a parcel or a parcel is lost.
 
-These call the carrier's HTTP API (httpx), so they run as regular activities with their own
-retries. A booking carries the order id as its idempotency key: a retried booking books once.
+`book_shipment` and `follow_up_delivery` call the carrier's HTTP API (httpx), so they run as
+regular activities with their own retries. A booking carries its idempotency key
+(`order-<id>`, `order-<id>-reship-<n>` for the n-th replacement): a retried booking books
+once. The other activities touch only PostgreSQL and run as local activities.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import payments
 from activities.names import ActivityName
-from db.repositories import catalogue, events, inventory, notifications
-from orderflow.models import OrderStatus, ShipmentBooking, Step
+from db.repositories import cancellation, catalogue, delivery, events, inventory, notifications
+from orderflow.models import OrderStatus, ShipmentBooking, Step, TrackingUpdate
 from orderflow.models.carrier import (
     Carrier,
     CarrierBookingRequest,
@@ -21,9 +25,23 @@ from orderflow.models.carrier import (
     CarrierShipmentStatus,
     Destination,
 )
-from orderflow.models.steps import BookShipmentInput, FollowUpInput, FollowUpResult
+from orderflow.models.messages import LostParcelOutcome
+from orderflow.models.steps import (
+    BookShipmentInput,
+    FollowUpInput,
+    FollowUpResult,
+    LostParcelInput,
+    LostParcelResolutionInput,
+    ReplacementOutcome,
+    ShipmentHoldInput,
+)
 from orderflow.settings import Settings
 from policies.carrier_choice import NoCarrierAvailable, choose_carrier
+
+
+def booking_key(order_id: str, reship_no: int) -> str:
+    """The carrier's idempotency key of an order's n-th booking (0: the first parcel)."""
+    return f"order-{order_id}" if reship_no == 0 else f"order-{order_id}-reship-{reship_no}"
 
 
 class ShippingActivities:
@@ -35,13 +53,9 @@ class ShippingActivities:
     @activity.defn(name=ActivityName.BOOK_SHIPMENT)
     async def book_shipment(self, data: BookShipmentInput) -> ShipmentBooking:
         order = data.order
-        stored = await self._pool.fetchrow(
-            """SELECT carrier, tracking_number, delivery_note, expected_delivery, choice_reason, cost
-               FROM shipments WHERE order_id = $1""",
-            order.order_id,
-        )
-        if stored is not None:
-            return ShipmentBooking(**dict(stored))
+        stored = await delivery.shipment_of(self._pool, order.order_id)
+        if stored is not None and stored["booking_no"] == data.reship_no:
+            return ShipmentBooking(**{k: v for k, v in dict(stored).items() if k != "booking_no"})
 
         carriers = [Carrier(**dict(r)) for r in await catalogue.carriers(self._pool)]
         try:
@@ -68,7 +82,7 @@ class ShippingActivities:
         response = await self._http.post(
             f"{self._settings.carrier_api_url}/carriers/{choice.carrier}/shipments",
             json=request.model_dump(mode="json", exclude_none=True),
-            headers={"Idempotency-Key": f"order-{order.order_id}"},
+            headers={"Idempotency-Key": booking_key(order.order_id, data.reship_no)},
             timeout=self._settings.carrier_http_timeout_seconds,
         )
         if 400 <= response.status_code < 500 and response.status_code not in (408, 409, 429):
@@ -88,6 +102,8 @@ class ShippingActivities:
             cost=booked.cost,
         )
 
+        if data.reship_no:
+            return await self._store_replacement(data, booking)
         async with self._pool.acquire() as conn, conn.transaction():
             recorded = await events.record_event(
                 conn,
@@ -137,6 +153,7 @@ class ShippingActivities:
         if shipment is None:
             raise ApplicationError(f"order {data.order_id} has no shipment", non_retryable=True)
         carrier_status: str | None = None
+        carrier_events: list[TrackingUpdate] = []
         try:
             response = await self._http.get(
                 f"{self._settings.carrier_api_url}/carriers/{shipment['carrier']}"
@@ -144,7 +161,17 @@ class ShippingActivities:
                 timeout=self._settings.carrier_http_timeout_seconds,
             )
             if response.status_code == 200:
-                carrier_status = CarrierShipmentStatus.model_validate(response.json()).status
+                answer = CarrierShipmentStatus.model_validate(response.json())
+                carrier_status = answer.status
+                carrier_events = [
+                    TrackingUpdate(
+                        event_id=e.event_id,
+                        tracking_number=answer.tracking_number,
+                        status=e.status,
+                        at=e.at,
+                    )
+                    for e in answer.events
+                ]
         except httpx.HTTPError as exc:
             # A carrier that does not answer is itself worth the follow-up: record and go on.
             activity.logger.warning("carrier status query failed: %s", exc)
@@ -163,7 +190,7 @@ class ShippingActivities:
                 },
             )
             if recorded is None:
-                return FollowUpResult(carrier_status=carrier_status)
+                return FollowUpResult(carrier_status=carrier_status, events=carrier_events)
             await conn.execute(
                 """INSERT INTO follow_ups (order_id, attempt, opened_at, escalated, carrier_status)
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, attempt) DO NOTHING""",
@@ -197,4 +224,207 @@ class ShippingActivities:
                 subject=f"Follow up order {data.order_id} (attempt {data.attempt})",
                 body=f"Carrier {shipment['carrier']} reports {carrier_status or 'nothing'}.",
             )
-        return FollowUpResult(carrier_status=carrier_status)
+        return FollowUpResult(carrier_status=carrier_status, events=carrier_events)
+
+    async def _store_replacement(
+        self, data: BookShipmentInput, booking: ShipmentBooking
+    ) -> ShipmentBooking:
+        order = data.order
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await events.record_event(
+                conn,
+                order_id=order.order_id,
+                event_key=f"delivery.reshipped.{data.reship_no}",
+                step=Step.DELIVERY,
+                kind="reshipped",
+                status=OrderStatus.SHIPPED,
+                details={**booking.model_dump(mode="json"), "reship_no": data.reship_no},
+            )
+            if recorded is None:
+                return booking
+            await delivery.replace_shipment(
+                conn,
+                order.order_id,
+                booking_no=data.reship_no,
+                carrier=booking.carrier,
+                tracking_number=booking.tracking_number,
+                delivery_note=booking.delivery_note,
+                weight_kg=data.weight_kg,
+                cost=booking.cost,
+                choice_reason=booking.choice_reason,
+                booked_at=recorded,
+                expected_delivery=booking.expected_delivery,
+            )
+            await conn.execute(
+                """UPDATE lost_parcels SET status = 'reshipped', resolved_at = now(),
+                       replacement_tracking_number = $3
+                   WHERE order_id = $1 AND replacement_no = $2 AND status = 'open'""",
+                order.order_id,
+                data.reship_no,
+                booking.tracking_number,
+            )
+            await delivery.resolve_follow_ups(conn, order.order_id, "reshipped")
+            await notifications.enqueue(
+                conn,
+                key=f"{order.order_id}:shipped:{data.reship_no}",
+                order_id=order.order_id,
+                kind="replacement_shipped",
+                channel="email",
+                recipient=str(order.customer.email),
+                subject=f"Order {order.order_id}: a replacement is on its way",
+                body=f"Your parcel was lost, so we sent a new one: carrier {booking.carrier}, "
+                f"tracking number {booking.tracking_number}, expected by "
+                f"{booking.expected_delivery:%Y-%m-%d}.",
+            )
+        return booking
+
+    # Cases for logistics (local: PostgreSQL only) -------------------------------------
+    @activity.defn(name=ActivityName.HOLD_SHIPMENT)
+    async def hold_shipment(self, data: ShipmentHoldInput) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await events.record_event(
+                conn,
+                order_id=data.order_id,
+                event_key=f"delivery.booking_refused.{data.attempt}",
+                step=Step.DELIVERY,
+                kind="booking_refused",
+                details={"attempt": data.attempt, "reason": data.reason},
+            )
+            if recorded is None:
+                return
+            await notifications.enqueue(
+                conn,
+                key=f"{data.order_id}:booking_refused:{data.attempt}",
+                order_id=data.order_id,
+                kind="booking_refused",
+                channel="department",
+                recipient=await notifications.department_lead(conn, "logistics"),
+                subject=f"No carrier takes the parcel of order {data.order_id}",
+                body=f"{data.reason}. The parcel waits packed: retry the booking "
+                f"(POST /logistics/{data.order_id}/rebook) or cancel the order.",
+            )
+
+    @activity.defn(name=ActivityName.OPEN_LOST_PARCEL_CASE)
+    async def open_lost_parcel_case(self, data: LostParcelInput) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await events.record_event(
+                conn,
+                order_id=data.order_id,
+                event_key=f"tracking.lost.{data.case_no}",
+                step=Step.TRACKING,
+                kind="parcel_lost",
+                details={
+                    "case_no": data.case_no,
+                    "reason": data.reason,
+                    "carrier": data.carrier,
+                    "tracking_number": data.tracking_number,
+                },
+            )
+            if recorded is None:
+                return
+            await delivery.open_lost_case(
+                conn,
+                order_id=data.order_id,
+                case_no=data.case_no,
+                carrier=data.carrier,
+                tracking_number=data.tracking_number,
+                reason=data.reason,
+                opened_at=recorded,
+            )
+            await notifications.enqueue(
+                conn,
+                key=f"{data.order_id}:lost:{data.case_no}:logistics",
+                order_id=data.order_id,
+                kind="parcel_lost",
+                channel="department",
+                recipient=await notifications.department_lead(conn, "logistics"),
+                subject=f"Parcel of order {data.order_id} is lost: reship or refund",
+                body=f"{data.carrier} {data.tracking_number}: {data.reason}.",
+            )
+            email = await conn.fetchval(
+                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
+            )
+            await notifications.enqueue(
+                conn,
+                key=f"{data.order_id}:lost:{data.case_no}:customer",
+                order_id=data.order_id,
+                kind="parcel_lost",
+                channel="email",
+                recipient=email,
+                subject=f"Order {data.order_id}: your parcel went missing",
+                body="The carrier cannot find your parcel. We will send a replacement or "
+                "refund you, and tell you which.",
+            )
+
+    @activity.defn(name=ActivityName.TAKE_REPLACEMENT_STOCK)
+    async def take_replacement_stock(self, data: LostParcelResolutionInput) -> ReplacementOutcome:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await cancellation.lock_order(conn, data.order_id)
+            case = await delivery.lost_case(conn, data.order_id, data.case_no)
+            if case is None:
+                raise ApplicationError(
+                    f"order {data.order_id} has no lost-parcel case {data.case_no}",
+                    non_retryable=True,
+                )
+            if case["replacement_no"] == data.reship_no:
+                return ReplacementOutcome(taken=True)
+            shortages = await delivery.take_replacement_stock(
+                conn, data.order_id, data.case_no, data.reship_no
+            )
+            if shortages:
+                return ReplacementOutcome(taken=False, shortages=shortages)
+            await events.record_event(
+                conn,
+                order_id=data.order_id,
+                event_key=f"tracking.lost.{data.case_no}.replacement",
+                step=Step.TRACKING,
+                kind="replacement_stock_taken",
+                actor=data.resolution.by,
+                details={"case_no": data.case_no, "reship_no": data.reship_no},
+            )
+            await conn.execute(
+                """UPDATE lost_parcels SET resolved_by = $3, resolution_note = $4
+                   WHERE order_id = $1 AND case_no = $2""",
+                data.order_id,
+                data.case_no,
+                data.resolution.by,
+                data.resolution.note,
+            )
+        return ReplacementOutcome(taken=True)
+
+    @activity.defn(name=ActivityName.REFUND_LOST_PARCEL)
+    async def refund_lost_parcel(self, data: LostParcelResolutionInput) -> LostParcelOutcome:
+        resolution = data.resolution
+        reason = "parcel lost in transit"
+        async with self._pool.acquire() as conn, conn.transaction():
+            await cancellation.lock_order(conn, data.order_id)
+            recorded = await events.record_event(
+                conn,
+                order_id=data.order_id,
+                event_key=f"tracking.lost.{data.case_no}.refunded",
+                step=Step.TRACKING,
+                kind="lost_parcel_refunded",
+                status=OrderStatus.CANCELLED,
+                actor=resolution.by,
+                details={"case_no": data.case_no, "note": resolution.note},
+            )
+            receipt = await payments.refund(
+                conn, payments.RefundRequest(order_id=data.order_id, reason=reason)
+            )
+            if recorded is not None:
+                await delivery.close_lost_case(
+                    conn,
+                    data.order_id,
+                    data.case_no,
+                    status="refunded",
+                    by=resolution.by,
+                    note=resolution.note,
+                )
+                await delivery.resolve_follow_ups(conn, data.order_id, "refunded")
+                await payments.tell_customer_closed(conn, data.order_id, reason=reason)
+        return LostParcelOutcome(
+            order_id=data.order_id,
+            action="refund",
+            status=OrderStatus.CANCELLED,
+            refunded=receipt.amount,
+        )

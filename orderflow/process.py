@@ -323,10 +323,18 @@ STEPS: tuple[ProcessStep, ...] = (
             "event `shipped`",
             "shipping e-mail with tracking details",
         ),
-        activities=(ActivityName.BOOK_SHIPMENT,),
+        activities=(ActivityName.BOOK_SHIPMENT, ActivityName.HOLD_SHIPMENT),
+        human_tasks=(
+            HumanTask(
+                "retry the booking of a parcel no carrier took (it waits PACKED meanwhile)",
+                "logistics",
+                ("retry_booking",),
+            ),
+        ),
         escalation="the booking is retried with backoff while the carrier does not answer; "
-        "a refusal fails the step for an operator to look at",
-        undo="none: from here on a cancel is refused",
+        "a definite refusal (no carrier takes the parcel) holds it at PACKED, notifies "
+        "logistics, and waits for a retried booking or a cancel",
+        undo="none: from the hand-over to the carrier on a cancel is refused",
     ),
     ProcessStep(
         step=Step.TRACKING,
@@ -344,7 +352,14 @@ STEPS: tuple[ProcessStep, ...] = (
             "follow-ups for late parcels",
             "feedback tickets routed to a department",
         ),
-        activities=(ActivityName.RECORD_TRACKING, ActivityName.FOLLOW_UP_DELIVERY),
+        activities=(
+            ActivityName.RECORD_TRACKING,
+            ActivityName.FOLLOW_UP_DELIVERY,
+            ActivityName.OPEN_LOST_PARCEL_CASE,
+            ActivityName.TAKE_REPLACEMENT_STOCK,
+            ActivityName.REFUND_LOST_PARCEL,
+            ActivityName.RECORD_FEEDBACK,
+        ),
         timers=(
             Timer(
                 "delivery_grace",
@@ -364,6 +379,17 @@ STEPS: tuple[ProcessStep, ...] = (
                 "follow-ups are escalated",
                 ActivityName.FOLLOW_UP_DELIVERY,
             ),
+            Timer(
+                "followup_max_attempts",
+                "follow-ups before a parcel that never arrives counts as lost",
+                "a lost-parcel case: logistics reships or refunds",
+                ActivityName.OPEN_LOST_PARCEL_CASE,
+            ),
+            Timer(
+                "continue_as_new_history_length",
+                "events in one run's history while the parcel is under way",
+                "the order continues as a new run with its state",
+            ),
         ),
         decisions=(
             Decision(
@@ -373,10 +399,37 @@ STEPS: tuple[ProcessStep, ...] = (
                 rejoin="retry",
                 rejoin_label="wait followup_interval",
             ),
+            Decision(
+                "Lost (carrier says LOST, or followup_max_attempts reached)?",
+                detour_when=True,
+                detour="lost-parcel case: logistics reships or refunds",
+                rejoin="retry",
+                rejoin_label="reship: replacement booked",
+                exit=("refund", OrderStatus.CANCELLED),
+            ),
         ),
-        human_tasks=(HumanTask("carrier tracking events", "logistics", ("tracking_event",)),),
+        human_tasks=(
+            HumanTask("carrier tracking events", "logistics", ("tracking_event",)),
+            HumanTask(
+                "reship (replacement goods, new booking) or refund a lost parcel",
+                "logistics",
+                ("resolve_lost_parcel",),
+            ),
+            HumanTask(
+                "feedback (delivery, product, payment, other), answered with a ticket number",
+                CUSTOMER,
+                ("submit_feedback",),
+            ),
+            HumanTask(
+                "resolve a feedback ticket (the ticket's department)",
+                "customer_service",
+                ("feedback_resolved",),
+            ),
+        ),
         escalation="a follow-up after expected delivery + delivery_grace, then every "
-        "followup_interval; from attempt followup_escalate_after on, escalated",
+        "followup_interval; from attempt followup_escalate_after on, escalated; a parcel the "
+        "carrier reports lost, or still missing after followup_max_attempts, becomes a case "
+        "logistics resolves",
     ),
     ProcessStep(
         step=Step.COMPLETION,
@@ -389,19 +442,24 @@ STEPS: tuple[ProcessStep, ...] = (
         informed=(CUSTOMER, "quality"),
         inputs=("the delivered order",),
         outputs=("event `order_completed`", "review invitation", "stored reviews"),
-        activities=(ActivityName.COMPLETE_ORDER,),
+        activities=(ActivityName.COMPLETE_ORDER, ActivityName.RECORD_PRODUCT_REVIEW),
         timers=(
             Timer(
                 "quiet_period",
                 "after delivery, time for the customer to object",
-                "the order is completed",
+                "the order is completed, unless a delivery or product complaint made "
+                "meanwhile is still open (then once it is resolved)",
                 ActivityName.COMPLETE_ORDER,
             ),
             Timer(
                 "review_window",
-                "after completion, reviews are accepted",
-                "reviews are no longer accepted",
+                "after completion, reviews (and feedback) are accepted",
+                "reviews are no longer accepted; the order's process ends",
             ),
+        ),
+        human_tasks=(
+            HumanTask("confirm receipt (completes at once)", CUSTOMER, ("confirm_receipt",)),
+            HumanTask("review the order: rating 1–5 and a comment", CUSTOMER, ("submit_review",)),
         ),
     ),
 )

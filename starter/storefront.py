@@ -1,5 +1,6 @@
-"""The storefront's typed client: place an order, read its status, cancel, and the
-operators' messages to a running order (review decisions, warehouse reports, tracking).
+"""The storefront's typed client: place an order, read its status, cancel, submit feedback,
+confirm receipt and review, and the operators' messages to a running order (review
+decisions, warehouse reports, tracking, lost parcels, rebooking).
 
 Placing is idempotent on the order id: the workflow id is `order-<order_id>`, so a retried
 placement finds the existing workflow instead of starting a second one.
@@ -33,6 +34,17 @@ from orderflow.models import (
     ReviewDecision,
     StockReceived,
     TrackingUpdate,
+)
+from orderflow.models.messages import (
+    FeedbackReceipt,
+    FeedbackRequest,
+    FeedbackResolved,
+    LostParcelOutcome,
+    LostParcelResolution,
+    ProductReview,
+    RebookRequest,
+    ReceiptConfirmation,
+    ReviewReceipt,
 )
 from workflows.order import OrderWorkflow
 
@@ -118,6 +130,38 @@ class StorefrontClient:
 
     async def tracking_event(self, order_id: str, update: TrackingUpdate) -> None:
         await self.handle(order_id).signal(OrderWorkflow.tracking_event, update)
+
+    # After delivery: the customer's feedback, confirmation and review; logistics' cases -----
+    async def submit_feedback(self, order_id: str, request: FeedbackRequest) -> FeedbackReceipt:
+        # The request key is also the Update's id: a retried call is the same Update.
+        return await self.handle(order_id).execute_update(
+            OrderWorkflow.submit_feedback, request, id=f"feedback-{request.request_key}"
+        )
+
+    async def feedback_resolved(self, order_id: str, resolved: FeedbackResolved) -> None:
+        await self.handle(order_id).signal(OrderWorkflow.feedback_resolved, resolved)
+
+    async def confirm_receipt(
+        self, order_id: str, confirmation: ReceiptConfirmation | None = None
+    ) -> OrderView:
+        return await self.handle(order_id).execute_update(
+            OrderWorkflow.confirm_receipt, confirmation or ReceiptConfirmation()
+        )
+
+    async def submit_review(self, order_id: str, review: ProductReview) -> ReviewReceipt:
+        return await self.handle(order_id).execute_update(OrderWorkflow.submit_review, review)
+
+    async def resolve_lost_parcel(
+        self, order_id: str, resolution: LostParcelResolution
+    ) -> LostParcelOutcome:
+        return await self.handle(order_id).execute_update(
+            OrderWorkflow.resolve_lost_parcel, resolution
+        )
+
+    async def retry_booking(self, order_id: str, request: RebookRequest | None = None) -> OrderView:
+        return await self.handle(order_id).execute_update(
+            OrderWorkflow.retry_booking, request or RebookRequest()
+        )
 
 
 def sa_for_new_order(order: Order) -> TypedSearchAttributes:

@@ -8,12 +8,12 @@ a timer or a condition on messages, every duration from the `OrderPolicy` in the
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.names import ActivityName
@@ -39,20 +39,39 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TrackingUpdate,
     )
+    from orderflow.models.messages import (
+        CarriedState,
+        FeedbackReceipt,
+        FeedbackRequest,
+        FeedbackResolved,
+        LostParcelOutcome,
+        LostParcelResolution,
+        ProductReview,
+        RebookRequest,
+        ReceiptConfirmation,
+        ReviewReceipt,
+    )
     from orderflow.models.steps import (
         AssessRiskInput,
         BackorderReminderInput,
         BookShipmentInput,
         CancelInput,
         CompleteInput,
+        FeedbackInput,
         FollowUpInput,
         FollowUpResult,
+        LostParcelInput,
+        LostParcelResolutionInput,
         OrderRef,
         PickTaskInput,
+        ProductReviewInput,
+        ReplacementOutcome,
         ReviewOutcomeInput,
+        ShipmentHoldInput,
         TrackingInput,
         WarehouseReportInput,
     )
+    from policies.feedback_routing import holds_completion
 
 # Database steps are short: local activities, retried until PostgreSQL answers again.
 _DB_RETRY = RetryPolicy(
@@ -68,6 +87,16 @@ _SERVICE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 _SERVICE_TIMEOUT = timedelta(seconds=30)
+# A carrier's definite "no" (no carrier takes the parcel, or the booking is refused): the
+# parcel waits at PACKED for logistics instead of failing the order.
+_BOOKING_REFUSALS = ("NoCarrierAvailable", "CarrierRefused")
+
+# Changes to the commands a running order issues, each behind its patch so that histories
+# recorded before replay as they ran (workflow.patched is False for them).
+PATCH_BOOKING_HOLD = "booking-refusal-holds-at-packed"
+PATCH_LOST_PARCEL = "lost-parcel-resolution"
+PATCH_AFTERCARE = "receipt-complaints-review-window"
+PATCH_CONTINUE_AS_NEW = "continue-as-new-after-shipment"
 
 
 class OrderCancelled(Exception):
@@ -99,22 +128,52 @@ class OrderWorkflow:
         self._delivered = False
         self._cancel_request: CancelRequest | None = None
         self._cancel_result: CancelResult | None = None
+        self._received_at = data.received_at
+        # Booking refused: logistics asks for another try (Update retry_booking).
+        self._booking_holds = 0
+        self._rebook_requests = 0
+        self._booking_outcomes = 0
+        # Tracking, follow-ups and lost parcels.
+        self._reship_no = 0
+        self._follow_up_attempt = 0
+        self._follow_up_at: datetime | None = None
+        self._lost_reason: str | None = None
+        self._lost_cases = 0
+        self._resolution: LostParcelResolution | None = None
+        self._resolution_result: LostParcelOutcome | None = None
+        self._resolution_error: str | None = None
+        # Completion, complaints and the review window.
+        self._receipt_confirmed: ReceiptConfirmation | None = None
+        self._holding_tickets: set[str] = set()
+        self._completing = False
+        self._completed = False
+        self._review_open = False
+        self._review_received = False
+        self._closing = False
+        self._runs = 1
+        if data.carried is not None:
+            self._resume(data.carried)
 
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, data: OrderWorkflowInput) -> OrderView:
-        await self._local(ActivityName.RECORD_ORDER, data)
-        self._set_status(OrderStatus.RECEIVED)
-        try:
-            await self._classify()
-            if await self._review():
-                await self._reserve_stock()
-                await self._pick_and_pack()
-                await self._ship()
-                await self._track_until_delivered()
-                await self._complete()
-        except OrderCancelled:
-            await self._undo()
+        if data.carried is not None:
+            # A continued run: the parcel is with the carrier; carry on from there.
+            await self._after_shipment()
+        else:
+            await self._local(ActivityName.RECORD_ORDER, data)
+            self._set_status(OrderStatus.RECEIVED)
+            try:
+                await self._classify()
+                if await self._review():
+                    await self._reserve_stock()
+                    await self._pick_and_pack()
+                    await self._ship()
+                    await self._after_shipment()
+            except OrderCancelled:
+                await self._undo()
+        # From here on no new feedback or review is taken; those in flight finish first.
+        self._closing = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
 
@@ -261,49 +320,114 @@ class OrderWorkflow:
         self._raise_if_cancelled()
 
     async def _ship(self) -> None:
-        # From here on a cancel is refused: the parcel is being handed to the carrier.
-        self._shipping_started = True
-        assert self._packed is not None
-        booking: ShipmentBooking = await workflow.execute_activity(
-            ActivityName.BOOK_SHIPMENT,
-            BookShipmentInput(
-                order=self._order, weight_kg=self._packed.weight_kg, requested_at=workflow.now()
-            ),
-            start_to_close_timeout=_SERVICE_TIMEOUT,
-            retry_policy=_SERVICE_RETRY,
-            result_type=ShipmentBooking,
-        )
+        booking = await self._book(reship_no=0)
         self._booking = booking
         self._set_status(
             OrderStatus.SHIPPED, carrier=booking.carrier, tracking_number=booking.tracking_number
         )
 
-    async def _track_until_delivered(self) -> None:
-        assert self._booking is not None
-        attempt = 0
-        follow_up_at = self._booking.expected_delivery + self._policy.delivery_grace
+    async def _book(self, *, reship_no: int) -> ShipmentBooking:
+        """Book the parcel with the carrier; a refusal holds it for logistics (patched)."""
+        assert self._packed is not None
         while True:
-            await self._apply_tracking()
-            if self._delivered:
-                return
-            self._awaiting = "delivery"
-            timeout = max(follow_up_at - workflow.now(), timedelta(0))
-            if await self._wait(lambda: bool(self._tracking_inbox), timeout, cancellable=False):
+            # From here on a cancel is refused: the parcel is being handed to the carrier.
+            self._shipping_started = True
+            try:
+                booking: ShipmentBooking = await workflow.execute_activity(
+                    ActivityName.BOOK_SHIPMENT,
+                    BookShipmentInput(
+                        order=self._order,
+                        weight_kg=self._packed.weight_kg,
+                        requested_at=workflow.now(),
+                        reship_no=reship_no,
+                    ),
+                    start_to_close_timeout=_SERVICE_TIMEOUT,
+                    retry_policy=_SERVICE_RETRY,
+                    result_type=ShipmentBooking,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not (
+                    isinstance(cause, ApplicationError)
+                    and cause.type in _BOOKING_REFUSALS
+                    and workflow.patched(PATCH_BOOKING_HOLD)
+                ):
+                    raise
+                await self._hold_shipment(cause.message)
                 continue
-            attempt += 1
-            result: FollowUpResult = await workflow.execute_activity(
-                ActivityName.FOLLOW_UP_DELIVERY,
-                FollowUpInput(
-                    order_id=self._order.order_id,
-                    attempt=attempt,
-                    escalate=attempt >= self._policy.followup_escalate_after,
-                ),
-                start_to_close_timeout=_SERVICE_TIMEOUT,
-                retry_policy=_SERVICE_RETRY,
-                result_type=FollowUpResult,
-            )
-            self._note("delivery follow-up", attempt=attempt, carrier_status=result.carrier_status)
-            follow_up_at = workflow.now() + self._policy.followup_interval
+            self._booking_outcomes += 1
+            return booking
+
+    async def _hold_shipment(self, reason: str) -> None:
+        """No carrier takes the parcel: it waits where it is until logistics asks again."""
+        self._booking_holds += 1
+        # Nothing is with a carrier: a cancel is possible again (while the order is PACKED).
+        self._shipping_started = False
+        await self._local(
+            ActivityName.HOLD_SHIPMENT,
+            ShipmentHoldInput(
+                order_id=self._order.order_id, attempt=self._booking_holds, reason=reason
+            ),
+        )
+        self._note("booking refused", reason=reason)
+        self._booking_outcomes += 1
+        self._awaiting = "carrier_booking"
+        seen = self._rebook_requests
+        # Cancellable only before the first shipment: the cancel validator refuses later.
+        await self._wait(lambda: self._rebook_requests > seen, None)
+        self._awaiting = None
+
+    async def _after_shipment(self) -> None:
+        if await self._track_until_delivered():
+            await self._complete()
+
+    async def _track_until_delivered(self) -> bool:
+        """True once delivered; False when a lost parcel was refunded (the order is closed)."""
+        while True:
+            assert self._booking is not None
+            if self._follow_up_at is None:
+                self._follow_up_at = self._booking.expected_delivery + self._policy.delivery_grace
+            while True:
+                await self._apply_tracking()
+                if self._delivered:
+                    return True
+                if self._lost_reason is not None:
+                    break
+                await self._continue_as_new_if_long()
+                self._awaiting = "delivery"
+                timeout = max(self._follow_up_at - workflow.now(), timedelta(0))
+                if await self._wait(lambda: bool(self._tracking_inbox), timeout, cancellable=False):
+                    continue
+                await self._follow_up()
+            outcome = await self._resolve_lost_parcel()
+            if outcome != "reshipped":
+                return outcome == "delivered"
+
+    async def _follow_up(self) -> None:
+        self._follow_up_attempt += 1
+        attempt = self._follow_up_attempt
+        result: FollowUpResult = await workflow.execute_activity(
+            ActivityName.FOLLOW_UP_DELIVERY,
+            FollowUpInput(
+                order_id=self._order.order_id,
+                attempt=attempt,
+                escalate=attempt >= self._policy.followup_escalate_after,
+            ),
+            start_to_close_timeout=_SERVICE_TIMEOUT,
+            retry_policy=_SERVICE_RETRY,
+            result_type=FollowUpResult,
+        )
+        self._note("delivery follow-up", attempt=attempt, carrier_status=result.carrier_status)
+        self._follow_up_at = workflow.now() + self._policy.followup_interval
+        if not workflow.patched(PATCH_LOST_PARCEL):
+            return
+        # Events the carrier lists that never reached the webhook are applied now, once.
+        for update in result.events:
+            self._receive_tracking(update)
+        if result.carrier_status == "LOST":
+            self._lost_reason = "the carrier reports the parcel lost"
+        elif attempt >= self._policy.followup_max_attempts:
+            self._lost_reason = f"not delivered after {attempt} follow-ups"
 
     async def _apply_tracking(self) -> None:
         while self._tracking_inbox:
@@ -321,15 +445,202 @@ class OrderWorkflow:
                 self._note(f"carrier reported {update.status}", event_id=update.event_id)
             if update.status == "DELIVERED":
                 self._delivered = True
+            elif update.status == "LOST" and workflow.patched(PATCH_LOST_PARCEL):
+                self._lost_reason = "the carrier reports the parcel lost"
+
+    async def _resolve_lost_parcel(self) -> str:
+        """A lost parcel waits for logistics: "reshipped", "refunded", or "delivered" (found)."""
+        assert self._booking is not None and self._lost_reason is not None
+        self._lost_cases += 1
+        case_no = self._lost_cases
+        await self._local(
+            ActivityName.OPEN_LOST_PARCEL_CASE,
+            LostParcelInput(
+                order_id=self._order.order_id,
+                case_no=case_no,
+                reason=self._lost_reason,
+                carrier=self._booking.carrier,
+                tracking_number=self._booking.tracking_number,
+            ),
+        )
+        self._note("parcel lost: logistics resolves", reason=self._lost_reason, case=case_no)
+        while True:
+            self._awaiting = "lost_parcel_resolution"
+            await workflow.wait_condition(
+                lambda: self._resolution is not None or bool(self._tracking_inbox)
+            )
+            if self._resolution is None:
+                # The carrier found it after all.
+                await self._apply_tracking()
+                if self._delivered:
+                    self._awaiting = None
+                    self._lost_reason = None
+                    return "delivered"
+                continue
+            resolution = self._resolution
+            self._awaiting = None
+            base = LostParcelResolutionInput(
+                order_id=self._order.order_id, case_no=case_no, resolution=resolution
+            )
+            if resolution.action == "refund":
+                outcome: LostParcelOutcome = await self._local(
+                    ActivityName.REFUND_LOST_PARCEL, base, result_type=LostParcelOutcome
+                )
+                self._set_status(
+                    OrderStatus.CANCELLED,
+                    actor=resolution.by,
+                    resolution="refund",
+                    reason=self._lost_reason,
+                    note=resolution.note,
+                )
+                self._resolution_result = outcome
+                return "refunded"
+            reship_no = self._reship_no + 1
+            taken: ReplacementOutcome = await self._local(
+                ActivityName.TAKE_REPLACEMENT_STOCK,
+                base.model_copy(update={"reship_no": reship_no}),
+                result_type=ReplacementOutcome,
+            )
+            if not taken.taken:
+                short = ", ".join(
+                    f"{sku} short by {n}" for sku, n in sorted(taken.shortages.items())
+                )
+                self._resolution_error = (
+                    f"order {self._order.order_id} cannot be reshipped: {short}; "
+                    "refund it, or reship once stock is received"
+                )
+                self._resolution = None
+                continue
+            self._reship_no = reship_no
+            booking = await self._book(reship_no=reship_no)
+            self._booking = booking
+            self._delivered = False
+            self._lost_reason = None
+            self._follow_up_attempt = 0
+            self._follow_up_at = None
+            self._set_status(
+                OrderStatus.SHIPPED,
+                actor=resolution.by,
+                carrier=booking.carrier,
+                tracking_number=booking.tracking_number,
+                reship=reship_no,
+            )
+            self._resolution_result = LostParcelOutcome(
+                order_id=self._order.order_id,
+                action="reship",
+                status=OrderStatus.SHIPPED,
+                carrier=booking.carrier,
+                tracking_number=booking.tracking_number,
+            )
+            return "reshipped"
 
     async def _complete(self) -> None:
         self._awaiting = None
-        await self._sleep(self._policy.quiet_period)
+        if workflow.patched(PATCH_AFTERCARE):
+            how = await self._quiet_period()
+        else:
+            await self._sleep(self._policy.quiet_period)
+            how = "delivered"
+        self._completing = True
         await self._local(
             ActivityName.COMPLETE_ORDER,
-            CompleteInput(order_id=self._order.order_id, how="delivered"),
+            CompleteInput(order_id=self._order.order_id, how=how),
         )
         self._set_status(OrderStatus.COMPLETED)
+        self._completed = True
+        if workflow.patched(PATCH_AFTERCARE):
+            await self._review_window()
+
+    async def _quiet_period(self) -> str:
+        """Wait the quiet period (cut short by the customer's confirmation), then while a
+        delivery or product complaint made meanwhile is open. How it completed."""
+
+        def confirmed() -> bool:
+            return self._receipt_confirmed is not None
+
+        self._awaiting = "receipt_confirmation"
+        if self._policy.quiet_period > timedelta(0):
+            try:
+                await workflow.wait_condition(confirmed, timeout=self._policy.quiet_period)
+            except TimeoutError:
+                pass
+        if not confirmed() and self._holding_tickets:
+            self._awaiting = "complaint_resolution"
+            self._note("completion held by open complaints", tickets=sorted(self._holding_tickets))
+            await workflow.wait_condition(lambda: confirmed() or not self._holding_tickets)
+        self._awaiting = None
+        return "confirmed_by_customer" if confirmed() else "quiet_period"
+
+    async def _review_window(self) -> None:
+        self._review_open = True
+        self._awaiting = "review"
+        if self._policy.review_window > timedelta(0):
+            await workflow.sleep(self._policy.review_window)
+        self._review_open = False
+        self._awaiting = None
+
+    async def _continue_as_new_if_long(self) -> None:
+        """Hand the state to a fresh run when this one's history has grown large."""
+        info = workflow.info()
+        if not (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._policy.continue_as_new_history_length
+        ):
+            return
+        if not workflow.patched(PATCH_CONTINUE_AS_NEW):
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            OrderWorkflowInput(
+                order=self._order,
+                policy=self._policy,
+                received_at=self._received_at,
+                carried=self._carry(),
+            )
+        )
+
+    def _carry(self) -> CarriedState:
+        assert self._status is not None and self._packed is not None
+        assert self._booking is not None
+        return CarriedState(
+            status=self._status,
+            timeline=list(self._timeline),
+            classification=self._classification,
+            assessment=self._assessment,
+            packed=self._packed,
+            booking=self._booking,
+            reship_no=self._reship_no,
+            lost_cases=self._lost_cases,
+            lost_reason=self._lost_reason,
+            seen_tracking=sorted(self._seen_tracking),
+            tracking_inbox=list(self._tracking_inbox),
+            follow_up_attempt=self._follow_up_attempt,
+            follow_up_at=self._follow_up_at,
+            holding_tickets=sorted(self._holding_tickets),
+            runs=self._runs + 1,
+        )
+
+    def _resume(self, carried: CarriedState) -> None:
+        self._status = carried.status
+        self._timeline = list(carried.timeline)
+        self._classification = carried.classification
+        self._assessment = carried.assessment
+        self._review_recorded = True
+        self._picked = PickedReport(by=carried.packed.by)
+        self._picked_recorded = True
+        self._packed = carried.packed
+        self._packed_recorded = True
+        self._shipping_started = True
+        self._booking = carried.booking
+        self._reship_no = carried.reship_no
+        self._lost_cases = carried.lost_cases
+        self._lost_reason = carried.lost_reason
+        self._seen_tracking = set(carried.seen_tracking)
+        self._tracking_inbox = list(carried.tracking_inbox)
+        self._follow_up_attempt = carried.follow_up_attempt
+        self._follow_up_at = carried.follow_up_at
+        self._holding_tickets = set(carried.holding_tickets)
+        self._runs = carried.runs
 
     async def _undo(self) -> None:
         request = self._cancel_request
@@ -459,11 +770,122 @@ class OrderWorkflow:
 
     @workflow.signal
     def tracking_event(self, update: TrackingUpdate) -> None:
+        self._receive_tracking(update)
+
+    def _receive_tracking(self, update: TrackingUpdate) -> None:
         # Kept even before the booking is known here: a fast carrier may report first.
         if update.event_id in self._seen_tracking or self._delivered:
             return
         self._seen_tracking.add(update.event_id)
         self._tracking_inbox.append(update)
+
+    @workflow.update
+    async def retry_booking(self, request: RebookRequest) -> OrderView:
+        seen = self._booking_outcomes
+        self._rebook_requests += 1
+        self._note("booking retried", actor=request.by, note=request.note)
+        await workflow.wait_condition(
+            lambda: self._booking_outcomes > seen or self._cancel_result is not None
+        )
+        return self.view()
+
+    @retry_booking.validator
+    def _validate_retry_booking(self, request: RebookRequest) -> None:
+        if self._awaiting != "carrier_booking":
+            raise self._wrong_state("is not waiting for a carrier booking")
+
+    @workflow.update
+    async def resolve_lost_parcel(self, resolution: LostParcelResolution) -> LostParcelOutcome:
+        self._resolution_result = None
+        self._resolution_error = None
+        self._resolution = resolution
+        await workflow.wait_condition(
+            lambda: self._resolution_result is not None or self._resolution_error is not None
+        )
+        if self._resolution_error is not None:
+            error, self._resolution_error = self._resolution_error, None
+            raise ApplicationError(error, type="WrongState", non_retryable=True)
+        assert self._resolution_result is not None
+        return self._resolution_result
+
+    @resolve_lost_parcel.validator
+    def _validate_resolution(self, resolution: LostParcelResolution) -> None:
+        if self._awaiting != "lost_parcel_resolution" or self._resolution is not None:
+            raise self._wrong_state("has no lost parcel awaiting a resolution")
+
+    @workflow.update
+    async def submit_feedback(self, request: FeedbackRequest) -> FeedbackReceipt:
+        # Feedback may come the moment the order is placed: its ticket needs the order's row.
+        await workflow.wait_condition(lambda: self._status is not None)
+        ticket_id = f"FB-{workflow.uuid4().hex[:12].upper()}"
+        receipt: FeedbackReceipt = await self._local(
+            ActivityName.RECORD_FEEDBACK,
+            FeedbackInput(
+                order_id=self._order.order_id,
+                ticket_id=ticket_id,
+                request=request,
+                holds_completion=holds_completion(
+                    request.category, delivered=self._delivered, completing=self._completing
+                ),
+            ),
+            result_type=FeedbackReceipt,
+        )
+        if receipt.created:
+            if receipt.holds_completion:
+                self._holding_tickets.add(receipt.ticket_id)
+            self._note(
+                "feedback received",
+                actor=request.by,
+                ticket_id=receipt.ticket_id,
+                category=receipt.category,
+                department=receipt.department,
+            )
+        return receipt
+
+    @submit_feedback.validator
+    def _validate_feedback(self, request: FeedbackRequest) -> None:
+        if self._closing:
+            raise self._wrong_state("is closed: feedback is taken until the review window ends")
+
+    @workflow.signal
+    def feedback_resolved(self, resolved: FeedbackResolved) -> None:
+        if resolved.ticket_id in self._holding_tickets:
+            self._holding_tickets.discard(resolved.ticket_id)
+            self._note("complaint resolved", actor=resolved.by, ticket_id=resolved.ticket_id)
+
+    @workflow.update
+    async def confirm_receipt(self, confirmation: ReceiptConfirmation) -> OrderView:
+        if self._receipt_confirmed is None:
+            self._receipt_confirmed = confirmation
+            self._note("receipt confirmed", actor=confirmation.by)
+        await workflow.wait_condition(lambda: self._completed)
+        return self.view()
+
+    @confirm_receipt.validator
+    def _validate_confirmation(self, confirmation: ReceiptConfirmation) -> None:
+        if not self._delivered:
+            raise self._wrong_state("has not been delivered yet")
+        if self._completing or self._completed:
+            raise self._wrong_state("is completed already")
+
+    @workflow.update
+    async def submit_review(self, review: ProductReview) -> ReviewReceipt:
+        self._review_received = True
+        receipt: ReviewReceipt = await self._local(
+            ActivityName.RECORD_PRODUCT_REVIEW,
+            ProductReviewInput(order_id=self._order.order_id, review=review),
+            result_type=ReviewReceipt,
+        )
+        self._note("review received", actor=review.by, rating=review.rating)
+        return receipt
+
+    @submit_review.validator
+    def _validate_review(self, review: ProductReview) -> None:
+        if self._review_received:
+            raise self._wrong_state("has been reviewed already")
+        if not self._review_open:
+            when = "has closed" if self._completed else "opens when the order is completed"
+            raise self._wrong_state(f"takes no review: the review window {when}")
 
     # ---------------------------------------------------------------- helpers
     async def _local(self, name: ActivityName, arg: Any, *, result_type: type | None = None) -> Any:

@@ -54,6 +54,18 @@ async def carrier_event(
     async with pool.acquire() as conn, conn.transaction():
         order_id = await tracking.order_for_tracking_number(conn, carrier, update.tracking_number)
         outcome = "applied" if order_id else "unknown_tracking_number"
+        if order_id is None:
+            replaced = await delivery.order_for_lost_parcel(conn, carrier, update.tracking_number)
+            if replaced is not None:
+                # A lost parcel since replaced: kept on record for logistics, not applied.
+                recorded = await tracking.record_received(
+                    conn, carrier, update, replaced, "superseded_parcel"
+                )
+                return TrackingEventOutcome(
+                    event_id=update.event_id,
+                    outcome="superseded_parcel" if recorded else "duplicate",
+                    order_id=replaced,
+                )
         if not await tracking.record_received(conn, carrier, update, order_id, outcome):
             return TrackingEventOutcome(
                 event_id=update.event_id, outcome="duplicate", order_id=order_id

@@ -19,3 +19,202 @@ async def set_event_outcome(
 
 async def carrier_known(conn: asyncpg.Connection | asyncpg.Pool, carrier: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM carriers WHERE code = $1", carrier))
+
+
+async def order_for_lost_parcel(
+    conn: asyncpg.Connection | asyncpg.Pool, carrier: str, tracking_number: str
+) -> str | None:
+    """The order whose parcel (since replaced or refunded) had this tracking number."""
+    order_id: str | None = await conn.fetchval(
+        "SELECT order_id FROM lost_parcels WHERE carrier = $1 AND tracking_number = $2",
+        carrier,
+        tracking_number,
+    )
+    return order_id
+
+
+async def shipment_of(
+    conn: asyncpg.Connection | asyncpg.Pool, order_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT carrier, tracking_number, delivery_note, expected_delivery, choice_reason, cost,
+                  booking_no
+           FROM shipments WHERE order_id = $1""",
+        order_id,
+    )
+
+
+async def replace_shipment(
+    conn: asyncpg.Connection,
+    order_id: str,
+    *,
+    booking_no: int,
+    carrier: str,
+    tracking_number: str,
+    delivery_note: str,
+    weight_kg: float,
+    cost: object,
+    choice_reason: str,
+    booked_at: object,
+    expected_delivery: object,
+) -> None:
+    """The order's current parcel becomes the replacement (the lost one stays in its case)."""
+    await conn.execute(
+        """UPDATE shipments SET booking_no = $2, carrier = $3, tracking_number = $4,
+               delivery_note = $5, weight_kg = $6, cost = $7, choice_reason = $8,
+               booked_at = $9, expected_delivery = $10, status = 'BOOKED',
+               delivered_at = NULL, last_event_at = NULL
+           WHERE order_id = $1""",
+        order_id,
+        booking_no,
+        carrier,
+        tracking_number,
+        delivery_note,
+        weight_kg,
+        cost,
+        choice_reason,
+        booked_at,
+        expected_delivery,
+    )
+
+
+async def resolve_follow_ups(conn: asyncpg.Connection, order_id: str, resolution: str) -> int:
+    """Close the parcel's open follow-ups in logistics' queue."""
+    rows = await conn.fetch(
+        """UPDATE follow_ups SET status = 'resolved', resolution = $2, resolved_at = now()
+           WHERE order_id = $1 AND status = 'open' RETURNING attempt""",
+        order_id,
+        resolution,
+    )
+    return len(rows)
+
+
+async def open_lost_case(
+    conn: asyncpg.Connection,
+    *,
+    order_id: str,
+    case_no: int,
+    carrier: str,
+    tracking_number: str,
+    reason: str,
+    opened_at: object,
+) -> None:
+    await conn.execute(
+        """INSERT INTO lost_parcels (order_id, case_no, carrier, tracking_number, reason, opened_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, case_no) DO NOTHING""",
+        order_id,
+        case_no,
+        carrier,
+        tracking_number,
+        reason,
+        opened_at,
+    )
+    await conn.execute(
+        "UPDATE shipments SET status = 'LOST' WHERE order_id = $1 AND tracking_number = $2",
+        order_id,
+        tracking_number,
+    )
+
+
+async def lost_case(conn: asyncpg.Connection, order_id: str, case_no: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT status, replacement_no, replacement_lines, tracking_number
+           FROM lost_parcels WHERE order_id = $1 AND case_no = $2 FOR UPDATE""",
+        order_id,
+        case_no,
+    )
+
+
+async def close_lost_case(
+    conn: asyncpg.Connection,
+    order_id: str,
+    case_no: int,
+    *,
+    status: str,
+    by: str,
+    note: str | None,
+    replacement_tracking_number: str | None = None,
+) -> None:
+    await conn.execute(
+        """UPDATE lost_parcels SET status = $3, resolved_by = $4, resolution_note = $5,
+               resolved_at = now(),
+               replacement_tracking_number = coalesce($6, replacement_tracking_number)
+           WHERE order_id = $1 AND case_no = $2 AND status = 'open'""",
+        order_id,
+        case_no,
+        status,
+        by,
+        note,
+        replacement_tracking_number,
+    )
+
+
+async def mark_found(conn: asyncpg.Connection, order_id: str) -> int:
+    """The carrier delivered a parcel it had lost: its open case closes as found."""
+    rows = await conn.fetch(
+        """UPDATE lost_parcels SET status = 'found', resolved_at = now(), resolved_by = 'carrier'
+           WHERE order_id = $1 AND status = 'open' RETURNING case_no""",
+        order_id,
+    )
+    return len(rows)
+
+
+async def take_replacement_stock(
+    conn: asyncpg.Connection, order_id: str, case_no: int, booking_no: int
+) -> dict[str, int]:
+    """Take the goods of a replacement parcel off the shelf, once per case; the shortages
+    (empty when taken). Call inside a transaction holding the order's row lock.
+
+    Locks the SKUs' stock rows in SKU order, like every stock change, and takes only what is
+    available beyond the reservations and the orders queued for the SKU: a replacement
+    never takes goods promised to someone else.
+    """
+    lines = await conn.fetch(
+        "SELECT sku, quantity FROM order_lines WHERE order_id = $1 ORDER BY sku", order_id
+    )
+    stock = {
+        r["sku"]: r
+        for r in await conn.fetch(
+            """SELECT i.sku, i.on_hand - i.reserved
+                      - coalesce((SELECT sum(b.quantity) FROM backorders b
+                                  WHERE b.sku = i.sku AND b.status = 'waiting'), 0) AS free
+               FROM inventory i WHERE i.sku = ANY($1::text[]) ORDER BY i.sku FOR UPDATE OF i""",
+            [r["sku"] for r in lines],
+        )
+    }
+    shortages = {
+        r["sku"]: r["quantity"] - max(int(stock[r["sku"]]["free"]), 0)
+        for r in lines
+        if r["sku"] not in stock or stock[r["sku"]]["free"] < r["quantity"]
+    }
+    if shortages:
+        return shortages
+    await conn.execute(
+        """UPDATE inventory i SET on_hand = i.on_hand - l.qty, updated_at = now()
+           FROM unnest($1::text[], $2::int[]) AS l(sku, qty) WHERE i.sku = l.sku""",
+        [r["sku"] for r in lines],
+        [r["quantity"] for r in lines],
+    )
+    await conn.execute(
+        """UPDATE lost_parcels SET replacement_no = $3, replacement_lines = $4
+           WHERE order_id = $1 AND case_no = $2""",
+        order_id,
+        case_no,
+        booking_no,
+        [{"sku": r["sku"], "quantity": r["quantity"]} for r in lines],
+    )
+    return {}
+
+
+async def open_lost_cases(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Lost parcels awaiting logistics' decision, oldest first, with what was in them."""
+    return await conn.fetch(
+        """SELECT c.order_id, c.case_no, c.carrier, c.tracking_number, c.reason, c.opened_at,
+                  o.customer_email,
+                  (SELECT jsonb_agg(jsonb_build_object('sku', l.sku, 'quantity', l.quantity)
+                          ORDER BY l.sku)
+                   FROM order_lines l WHERE l.order_id = c.order_id) AS lines
+           FROM lost_parcels c JOIN orders o ON o.order_id = c.order_id
+           WHERE c.status = 'open'
+           ORDER BY c.opened_at, c.order_id"""
+    )
