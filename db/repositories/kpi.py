@@ -1,0 +1,156 @@
+"""The KPI report's reads (one period's cohort: the orders placed in it) and the stored
+weekly KPI snapshots."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from policies.kpi import (
+    FeedbackFacts,
+    FollowUpFacts,
+    KpiInputs,
+    OrderFacts,
+    ShipmentFacts,
+)
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+# Kinds whose first time the computations need (review decision time).
+_TIMED_KINDS = ("review_flagged", "review_approved", "review_rejected")
+
+
+async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) -> KpiInputs:
+    """Everything the KPI computations read about the orders placed in [start, end)."""
+    orders = await conn.fetch(
+        """SELECT o.order_id, o.order_type, o.channel, o.status, o.placed_at,
+                  (SELECT count(*) FROM order_lines l WHERE l.order_id = o.order_id) AS lines
+           FROM orders o
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    events = await conn.fetch(
+        """SELECT e.order_id, e.status, e.kind, min(e.occurred_at) AS first_at
+           FROM order_events e JOIN orders o ON o.order_id = e.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2
+           GROUP BY e.order_id, e.status, e.kind""",
+        start,
+        end,
+    )
+    shortages = await conn.fetch(
+        """SELECT DISTINCT ON (e.order_id) e.order_id, e.details -> 'shortages' AS shortages
+           FROM order_events e JOIN orders o ON o.order_id = e.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2 AND e.kind = 'backordered'
+           ORDER BY e.order_id, e.id""",
+        start,
+        end,
+    )
+    reached: dict[str, dict[str, datetime]] = {}
+    kinds: dict[str, set[str]] = {}
+    kind_times: dict[str, dict[str, datetime]] = {}
+    for e in events:
+        order_id = e["order_id"]
+        kinds.setdefault(order_id, set()).add(e["kind"])
+        if e["status"] is not None:
+            known = reached.setdefault(order_id, {})
+            if e["status"] not in known or e["first_at"] < known[e["status"]]:
+                known[e["status"]] = e["first_at"]
+        if e["kind"] in _TIMED_KINDS:
+            kind_times.setdefault(order_id, {})[e["kind"]] = e["first_at"]
+    short = {r["order_id"]: frozenset((r["shortages"] or {}).keys()) for r in shortages}
+
+    review_tasks = await conn.fetch(
+        """SELECT t.order_id, t.status FROM review_tasks t JOIN orders o ON o.order_id = t.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    shipments = await conn.fetch(
+        """SELECT s.order_id, s.carrier, s.expected_delivery, s.delivered_at
+           FROM shipments s JOIN orders o ON o.order_id = s.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    follow_ups = await conn.fetch(
+        """SELECT f.order_id, f.attempt, f.escalated
+           FROM follow_ups f JOIN orders o ON o.order_id = f.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    feedback = await conn.fetch(
+        """SELECT t.department, t.category, t.created_at, t.resolved_at
+           FROM feedback_tickets t JOIN orders o ON o.order_id = t.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    ratings = await conn.fetch(
+        """SELECT r.rating FROM product_reviews r JOIN orders o ON o.order_id = r.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    return KpiInputs(
+        orders=[
+            OrderFacts(
+                order_id=o["order_id"],
+                order_type=o["order_type"],
+                channel=o["channel"],
+                status=o["status"],
+                placed_at=o["placed_at"],
+                lines=o["lines"],
+                reached=reached.get(o["order_id"], {}),
+                kinds=frozenset(kinds.get(o["order_id"], ())),
+                kind_times=kind_times.get(o["order_id"], {}),
+                short_skus=short.get(o["order_id"], frozenset()),
+            )
+            for o in orders
+        ],
+        review_task_statuses={r["order_id"]: r["status"] for r in review_tasks},
+        shipments=[
+            ShipmentFacts(s["order_id"], s["carrier"], s["expected_delivery"], s["delivered_at"])
+            for s in shipments
+        ],
+        follow_ups=[FollowUpFacts(f["order_id"], f["attempt"], f["escalated"]) for f in follow_ups],
+        feedback=[
+            FeedbackFacts(t["department"], t["category"], t["created_at"], t["resolved_at"])
+            for t in feedback
+        ],
+        ratings=[r["rating"] for r in ratings],
+    )
+
+
+async def store_snapshot(
+    conn: Conn, start: datetime, end: datetime, kpis: dict[str, Any]
+) -> datetime:
+    """Store (or replace) the period's snapshot; returns when it was taken."""
+    taken_at: datetime = await conn.fetchval(
+        """INSERT INTO kpi_snapshots (period_start, period_end, kpis) VALUES ($1, $2, $3)
+           ON CONFLICT (period_start, period_end)
+           DO UPDATE SET kpis = EXCLUDED.kpis, taken_at = now()
+           RETURNING taken_at""",
+        start,
+        end,
+        kpis,
+    )
+    return taken_at
+
+
+async def snapshot(conn: Conn, start: datetime, end: datetime) -> dict[str, Any] | None:
+    kpis: dict[str, Any] | None = await conn.fetchval(
+        "SELECT kpis FROM kpi_snapshots WHERE period_start = $1 AND period_end = $2", start, end
+    )
+    return kpis
+
+
+async def latest_snapshots(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT period_start, period_end, taken_at, kpis FROM kpi_snapshots
+           ORDER BY period_end DESC, period_start DESC LIMIT $1""",
+        limit,
+    )
