@@ -9,6 +9,7 @@ import logging
 import random
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -310,6 +311,66 @@ def load(
             order = demo_order(rng, f"{prefix}-{i}")
             _call("POST", "/orders", "storefront", order.model_dump(mode="json"))
             progress.advance(task)
+
+
+def _report_time(value: str, *, end: bool) -> datetime:
+    """A date (a whole day: `--to` includes it) or an ISO time; UTC unless it says otherwise."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or ISO time") from exc
+    if end and len(value) == 10:
+        parsed += timedelta(days=1)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def report(
+    from_: Annotated[str | None, typer.Option("--from", help="Start (date or ISO time)")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End, inclusive day")] = None,
+    compare_from: Annotated[str | None, typer.Option("--compare-from")] = None,
+    compare_to: Annotated[str | None, typer.Option("--compare-to")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML page")] = None,
+) -> None:
+    """KPIs of the orders placed in a period (default: the last 7 days), optionally beside
+    an earlier period (--compare-from/--compare-to): table, JSON or HTML with charts."""
+    from db.pool import connect
+    from orderflow.report import build_report, print_report, report_html, report_json
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set")
+    end = _report_time(to, end=True) if to else datetime.now(UTC)
+    start = _report_time(from_, end=False) if from_ else end - timedelta(days=7)
+    if (compare_from is None) != (compare_to is None):
+        raise typer.BadParameter("give both --compare-from and --compare-to")
+    if start >= end:
+        raise typer.BadParameter("--from must be before --to")
+
+    async def build() -> tuple[Any, Any]:
+        conn = await connect(settings.database_url or "")
+        try:
+            before = None
+            if compare_from and compare_to:
+                before = await build_report(
+                    conn,
+                    _report_time(compare_from, end=False),
+                    _report_time(compare_to, end=True),
+                )
+            return await build_report(conn, start, end), before
+        finally:
+            await conn.close()
+
+    current, before = asyncio.run(build())
+    if html is not None:
+        html.write_text(report_html(current, before), encoding="utf-8")
+    if as_json:
+        print(json.dumps(report_json(current, before), indent=2))
+    else:
+        print_report(console, current, before)
+        if html is not None:
+            console.print(f"HTML report written to {html}")
 
 
 @app.command()
