@@ -13,9 +13,9 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.models import OrderStatus
 from orderflow.process import STEPS
@@ -393,3 +393,35 @@ def compare(before: KpiReport, after: KpiReport) -> list[Comparison]:
         Comparison(a.key, a.label, a.kind, a.value, b.value)
         for a, b in zip(headlines(before), headlines(after), strict=True)
     ]
+
+
+# ------------------------------------------------------------------ weekly snapshots
+class KpiSnapshotRequest(BaseModel):
+    """Input of the snapshot workflow; empty: the `days` whole UTC days before today."""
+
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    days: int = Field(default=7, ge=1, le=366)
+
+
+class KpiPeriod(BaseModel):
+    period_start: datetime
+    period_end: datetime
+
+
+class KpiSnapshotResult(BaseModel):
+    period_start: datetime
+    period_end: datetime
+    orders: int
+    taken_at: datetime
+
+
+def snapshot_period(now: datetime, request: KpiSnapshotRequest) -> KpiPeriod:
+    """The period a snapshot covers: as requested, or whole UTC days ending at midnight."""
+    end = request.period_end or now.astimezone(UTC).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    start = request.period_start or end - timedelta(days=request.days)
+    if start >= end:
+        raise ValueError(f"a period must end after it starts ({start} >= {end})")
+    return KpiPeriod(period_start=start, period_end=end)

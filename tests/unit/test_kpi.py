@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from policies.kpi import (
     FeedbackFacts,
     FollowUpFacts,
     KpiInputs,
+    KpiSnapshotRequest,
     OrderFacts,
     ShipmentFacts,
     compare,
@@ -23,6 +24,7 @@ from policies.kpi import (
     percentile,
     quantiles,
     rate,
+    snapshot_period,
     step_durations,
 )
 
@@ -220,3 +222,17 @@ def test_compare_two_periods() -> None:
     assert rows["step_3_p95"].before == 120.0
     assert rows["on_time_rate"].change is None
     assert {OrderStatus.COMPLETED.value} == set(after.by_status)
+
+
+def test_snapshot_period_is_whole_utc_days_before_today() -> None:
+    now = datetime(2026, 11, 16, 0, 5, 12, tzinfo=UTC)
+    period = snapshot_period(now, KpiSnapshotRequest())
+    assert period.period_end == datetime(2026, 11, 16, tzinfo=UTC)
+    assert period.period_start == datetime(2026, 11, 9, tzinfo=UTC)
+    berlin = timezone(timedelta(hours=1))
+    late = snapshot_period(datetime(2026, 11, 16, 0, 30, tzinfo=berlin), KpiSnapshotRequest(days=1))
+    assert late.period_end == datetime(2026, 11, 15, tzinfo=UTC)  # 23:30 UTC on the 15th
+    asked = KpiSnapshotRequest(period_start=START, period_end=END)
+    assert snapshot_period(now, asked).period_start == START
+    with pytest.raises(ValueError):
+        snapshot_period(now, KpiSnapshotRequest(period_start=END, period_end=START))
