@@ -21,6 +21,7 @@ from activities.cancellation import CancellationActivities
 from activities.fulfilment import FulfilmentActivities
 from activities.intake import IntakeActivities
 from activities.inventory import InventoryActivities
+from activities.kpi import KpiActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
@@ -29,6 +30,7 @@ from db.pool import create_pool
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
 from workers.outbox import run_dispatcher
+from workflows.kpi_snapshot import KpiSnapshotWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -55,7 +57,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow],
+        workflows=[OrderWorkflow, ReplenishmentWorkflow, KpiSnapshotWorkflow],
         activities=[
             intake.record_order,
             intake.classify_order,
@@ -80,6 +82,7 @@ def build_worker(
             shipping.open_lost_parcel_case,
             shipping.take_replacement_stock,
             shipping.refund_lost_parcel,
+            KpiActivities(pool).store_kpi_snapshot,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
