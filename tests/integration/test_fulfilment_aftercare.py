@@ -49,7 +49,7 @@ async def test_full_manual_path_through_the_api_to_a_stored_review(stack: Stack)
     order_id = body["order_id"]
     placed = await stack.http("POST", "/orders", json=body)
     assert placed.status_code == 202
-    customer = {
+    customer: dict[str, Any] = {
         "role": None,
         "headers": {"Authorization": f"Bearer {placed.json()['access_token']}"},
     }
@@ -304,7 +304,7 @@ async def test_feedback_in_flight_as_the_window_closes_is_answered(stack: Stack)
         )
         return response.status_code
 
-    codes = []
+    codes: list[int] = []
     while True:
         code = await send(len(codes))
         codes.append(code)
