@@ -23,6 +23,7 @@ from api.routes import (
     orders,
     reviews,
     stream,
+    ui,
     warehouse,
 )
 from db.pool import create_pool
@@ -72,6 +73,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(departments.router)  # first: /orders/stuck is no order id
     app.include_router(stream.router)
+    app.include_router(ui.router)
     for module in (orders, reviews, warehouse, inventory, carriers, health):
         app.include_router(module.router)
     # Issue 5: the customer's feedback and review; logistics' lost parcels and rebooking.
