@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
@@ -15,6 +16,9 @@ from orderflow.models import StockReceived
 from orderflow.models.order import Sku
 
 router = APIRouter(tags=["inventory"])
+
+# Signals to served orders in flight at once.
+_SIGNAL_LANES = 32
 
 
 class StockLevel(BaseModel):
@@ -135,11 +139,17 @@ async def receive_goods(
             received_by=who.actor,
         )
     storefront = storefront_of(request)
-    for order_id in receipt.served_orders:
-        # Their stock is already reserved; the signal only wakes the waiting workflow.
-        await storefront.stock_received(
-            order_id, StockReceived(sku=body.sku, quantity=body.quantity)
-        )
+    lanes = asyncio.Semaphore(_SIGNAL_LANES)
+
+    async def wake(order_id: str) -> None:
+        # Its stock is already reserved, in queue order; the signal only wakes the workflow,
+        # so the signals may go out in parallel.
+        async with lanes:
+            await storefront.stock_received(
+                order_id, StockReceived(sku=receipt.sku, quantity=receipt.quantity)
+            )
+
+    await asyncio.gather(*(wake(order_id) for order_id in receipt.served_orders))
     return ReceiptResponse(
         receipt_id=receipt.receipt_id,
         sku=receipt.sku,
