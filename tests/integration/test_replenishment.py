@@ -6,18 +6,21 @@ more when run again, and its Temporal Schedule is created once and starts real r
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
 from activities.inventory import InventoryActivities
 from db.repositories import sales
+from orderflow.cli import app
 from orderflow.commands.replenish import ensure_replenishment_schedule, run_replenishment
 from orderflow.models import OrderPolicy
 from orderflow.models.replenishment import (
@@ -25,6 +28,7 @@ from orderflow.models.replenishment import (
     ReplenishmentParameters,
     ReplenishmentReport,
 )
+from orderflow.settings import get_settings
 from tests.integration.inventory_support import new_sku, open_requests, record_orders, stock
 from tests.servers import Stack, running_stack
 
@@ -163,3 +167,33 @@ async def test_the_schedule_is_created_once_and_starts_real_runs(stack: Stack) -
         assert len(await open_requests(stack.pool, sku)) == 1
     finally:
         await handle.delete()
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+async def test_seed_sales_loads_a_demo_history_for_the_catalogue(
+    stack: Stack, cli: CliRunner
+) -> None:
+    result = await asyncio.to_thread(cli.invoke, app, ["replenish", "seed-sales", "--days", "60"])
+    assert result.exit_code == 0, result.output
+    today = datetime.now(UTC).date()
+    skus = await sales.replenishable_skus(stack.pool)
+    rows = await stack.pool.fetch(
+        """SELECT sku, min(day) AS first, max(day) AS last, count(*) AS days
+           FROM sales_history WHERE sku = ANY($1::text[]) AND day >= $2 GROUP BY sku""",
+        skus,
+        today - timedelta(days=60),
+    )
+    written = re.search(r"(\d+) days of sales recorded", result.output)
+    assert written is not None and 0 < int(written.group(1)) <= sum(r["days"] for r in rows)
+    # Three in four generated SKUs are regular sellers, selling on most days.
+    regular = [r for r in rows if r["days"] > 30]
+    assert len(regular) >= len(skus) * 3 // 4 - 1
+    mug = next(r for r in rows if r["sku"] == "SKU-RED-MUG")
+    assert today - timedelta(days=60) <= mug["first"] and mug["last"] < today
