@@ -3,15 +3,18 @@
     python -m bench.throughput -n 300 --concurrency 50 --serial 20
 
 One process, one Temporal server (its own dev server and PostgreSQL unless
-`TEMPORAL_ADDRESS` / `DATABASE_URL` are set): first N baseline workflows of eight no-op
-regular activities, then N orders on `OrderPolicy.instant()` through the real worker, the
-carrier simulator in `instant` mode and the real API receiving its tracking webhooks. Each
-phase runs a few warm-up workflows, then S one at a time (serial latency), then N with C in
-flight (rate and latency under load). Prints a table and, last, one JSON line.
+`TEMPORAL_ADDRESS` / `DATABASE_URL` are set). Two kinds of workflow: orders on
+`OrderPolicy.instant()` through the real worker, the carrier simulator in `instant` mode and
+the real API receiving its tracking webhooks; and a baseline of eight no-op regular
+activities on a task queue of its own. After a few warm-up runs of each, S of each run one
+at a time (serial latency), alternating, then N of each with C in flight (rate and latency
+under load), in rounds that alternate the kinds so that other load on the machine hits both
+alike. Prints a table and, last, one JSON line with every figure.
 
-Order latencies are taken from the order event table: placement (the `placed_at` this
-benchmark sets) to the APPROVED and COMPLETED events. Baseline latency is start to result,
-seen by the client.
+Order latencies come from the order event table: placement (the `placed_at` this benchmark
+sets) to the APPROVED and COMPLETED events. Baseline latency is start to result, as the
+client sees it. CPU per workflow is measured for this process and, when this run started
+them, for the Temporal server and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import typer
 from pydantic import BaseModel, Field
@@ -59,6 +62,7 @@ class BenchOptions(BaseModel):
     concurrency: int = Field(default=50, ge=1)
     serial: int = Field(default=20, ge=0)
     warmup: int = Field(default=10, ge=0)
+    rounds: int = Field(default=3, ge=1)
     timeout_seconds: float = Field(default=120.0, gt=0)
 
 
@@ -161,8 +165,106 @@ async def run_lanes(
     return [results[i] for i in range(count)], time.perf_counter() - started
 
 
+class Kind(Protocol):
+    """A workflow kind the benchmark starts and waits for."""
+
+    async def one(self) -> Any:
+        """Start one workflow and wait for its result; a sample for `latencies`."""
+
+    async def latencies(self, samples: Sequence[Any]) -> dict[str, list[float]]: ...
+
+    async def shape(self, samples: Sequence[Any]) -> HistoryShape | None: ...
+
+
+def each(kind: Kind) -> Callable[[int], Awaitable[Any]]:
+    """`kind.one` as `run_lanes` calls it (every call starts a new workflow)."""
+
+    async def one(_: int) -> Any:
+        return await kind.one()
+
+    return one
+
+
+class BaselineKind:
+    def __init__(self, client: Client, task_queue: str, run_id: str, timeout: float) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.run_id = run_id
+        self.timeout = timeout
+        self._started = 0
+
+    async def one(self) -> tuple[str, float]:
+        workflow_id = f"bench-baseline-{self.run_id}-{self._started}"
+        self._started += 1
+        started = time.perf_counter()
+        handle = await self.client.start_workflow(
+            BaselineWorkflow.run, STEPS, id=workflow_id, task_queue=self.task_queue
+        )
+        async with asyncio.timeout(self.timeout):
+            await handle.result()
+        return workflow_id, (time.perf_counter() - started) * 1000
+
+    async def latencies(self, samples: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
+        return {"total": [ms for _, ms in samples]}
+
+    async def shape(self, samples: Sequence[tuple[str, float]]) -> HistoryShape | None:
+        return await history_shape(
+            self.client.get_workflow_handle(w) for w, _ in samples[-PROFILED_RUNS:]
+        )
+
+
+class OrderKind:
+    def __init__(self, side: OrderSide, run_id: str, timeout: float) -> None:
+        self.side = side
+        self.run_id = run_id
+        self.timeout = timeout
+        self._placed = 0
+
+    async def one(self) -> tuple[str, datetime]:
+        index = self._placed
+        self._placed += 1
+        placed_at = datetime.now(UTC)
+        order = bench_order(self.run_id, index, placed_at=placed_at)
+        storefront = self.side.storefront
+        await storefront.place_order(order)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await storefront.handle(order.order_id).result()
+        except TimeoutError:
+            row = await order_summary(self.side.pool, order.order_id)
+            status = row["status"] if row else "not recorded"
+            raise BenchError(
+                f"order {order.order_id} did not complete within {self.timeout:.0f}s "
+                f"(status {status}); a benchmark order must take the fully automatic path"
+            ) from None
+        return order.order_id, placed_at
+
+    async def latencies(self, samples: Sequence[tuple[str, datetime]]) -> dict[str, list[float]]:
+        """Placement to the APPROVED and COMPLETED events, from the order event table."""
+        times = await status_times(
+            self.side.pool, [o for o, _ in samples], ["APPROVED", "COMPLETED"]
+        )
+        latencies: dict[str, list[float]] = {"approved": [], "completed": []}
+        for order_id, placed_at in samples:
+            for status, name in (("APPROVED", "approved"), ("COMPLETED", "completed")):
+                at = times.get((order_id, status))
+                if at is None:
+                    raise BenchError(f"order {order_id} has no {status} event")
+                latencies[name].append((at - placed_at).total_seconds() * 1000)
+        return latencies
+
+    async def shape(self, samples: Sequence[tuple[str, datetime]]) -> HistoryShape | None:
+        return await history_shape(
+            self.side.storefront.handle(o) for o, _ in samples[-PROFILED_RUNS:]
+        )
+
+
 class Bench:
-    """One benchmark run against already running servers."""
+    """One benchmark run against already running servers.
+
+    The two kinds take turns: serial runs alternate one by one, loaded runs in `rounds`
+    chunks each, so a change in the machine's load (other processes) hits both alike.
+    """
 
     def __init__(
         self, options: BenchOptions, settings: Settings, servers: Servers, console: Console
@@ -173,96 +275,55 @@ class Bench:
         self.console = console
         self.run_id = uuid.uuid4().hex[:8]
         self.cpu = CpuMeter({"server": servers.temporal_pid, "postgres": servers.postgres_pid})
-        self._next_order = 0
 
     def _cpu_now(self) -> dict[str, float]:
         return {**self.cpu.sample(), **own_cpu()}
 
-    async def _measured(
-        self, count: int, concurrency: int, one: Callable[[int], Awaitable[_T]]
-    ) -> tuple[list[_T], float, dict[str, float]]:
+    async def _loaded_chunk(self, kind: Kind, count: int, phase: Phase, samples: list[Any]) -> None:
         before = self._cpu_now()
-        results, seconds = await run_lanes(count, concurrency, one)
-        return results, seconds, cpu_delta(before, self._cpu_now())
+        results, seconds = await run_lanes(count, self.options.concurrency, lambda _: kind.one())
+        spent = cpu_delta(before, self._cpu_now())
+        phase.seconds += seconds
+        phase.count += count
+        for name, value in spent.items():
+            phase.cpu_seconds[name] = phase.cpu_seconds.get(name, 0.0) + value
+        samples.extend(results)
 
-    # ------------------------------------------------------------------ baseline
-    async def baseline(self, client: Client) -> tuple[Phase, Phase]:
-        task_queue = f"bench-baseline-{self.run_id}"
-        handles: list[str] = []
-
-        async def one(index: int) -> float:
-            workflow_id = f"bench-baseline-{self.run_id}-{len(handles)}"
-            handles.append(workflow_id)
-            started = time.perf_counter()
-            handle = await client.start_workflow(
-                BaselineWorkflow.run, STEPS, id=workflow_id, task_queue=task_queue
-            )
-            async with asyncio.timeout(self.options.timeout_seconds):
-                await handle.result()
-            return (time.perf_counter() - started) * 1000
-
-        async with build_baseline_worker(client, task_queue):
-            opts = self.options
-            self.console.print(f"baseline: {opts.warmup} warm-up, {opts.serial} serial …")
-            await run_lanes(opts.warmup, opts.warmup or 1, one)
-            serial_ms, serial_s, _ = await self._measured(opts.serial, 1, one)
-            self.console.print(f"baseline: {opts.orders} with {opts.concurrency} in flight …")
-            loaded_ms, loaded_s, cpu = await self._measured(opts.orders, opts.concurrency, one)
-        serial = Phase({"total": serial_ms}, serial_s, opts.serial)
-        loaded = Phase({"total": loaded_ms}, loaded_s, opts.orders, cpu)
-        loaded.shape = await history_shape(
-            client.get_workflow_handle(w) for w in handles[-PROFILED_RUNS:]
-        )
-        return serial, loaded
-
-    # ------------------------------------------------------------------ orders
-    async def orders(self, side: OrderSide) -> tuple[Phase, Phase]:
-        async def one(_: int) -> tuple[str, datetime]:
-            index = self._next_order
-            self._next_order += 1
-            placed_at = datetime.now(UTC)
-            order = bench_order(self.run_id, index, placed_at=placed_at)
-            await side.storefront.place_order(order)
-            try:
-                async with asyncio.timeout(self.options.timeout_seconds):
-                    await side.storefront.handle(order.order_id).result()
-            except TimeoutError:
-                row = await order_summary(side.pool, order.order_id)
-                status = row["status"] if row else "not recorded"
-                raise BenchError(
-                    f"order {order.order_id} did not complete within "
-                    f"{self.options.timeout_seconds:.0f}s (status {status}); a benchmark "
-                    f"order must take the fully automatic path"
-                ) from None
-            return order.order_id, placed_at
-
+    async def measure(self, kinds: dict[str, Kind]) -> dict[str, tuple[Phase, Phase]]:
+        """Per kind: (serial phase, loaded phase)."""
         opts = self.options
-        self.console.print(f"orders: {opts.warmup} warm-up, {opts.serial} serial …")
-        await run_lanes(opts.warmup, opts.warmup or 1, one)
-        serial_runs, serial_s, _ = await self._measured(opts.serial, 1, one)
-        self.console.print(f"orders: {opts.orders} with {opts.concurrency} in flight …")
-        loaded_runs, loaded_s, cpu = await self._measured(opts.orders, opts.concurrency, one)
-        serial = Phase(await self._order_latencies(side, serial_runs), serial_s, opts.serial)
-        loaded = Phase(await self._order_latencies(side, loaded_runs), loaded_s, opts.orders, cpu)
-        loaded.shape = await history_shape(
-            side.storefront.handle(order_id) for order_id, _ in loaded_runs[-PROFILED_RUNS:]
-        )
-        return serial, loaded
+        self.console.print(f"warm-up: {opts.warmup} of each kind …")
+        for kind in kinds.values():
+            await run_lanes(opts.warmup, opts.concurrency, each(kind))
 
-    async def _order_latencies(
-        self, side: OrderSide, runs: Sequence[tuple[str, datetime]]
-    ) -> dict[str, list[float]]:
-        times = await status_times(side.pool, [o for o, _ in runs], ["APPROVED", "COMPLETED"])
-        latencies: dict[str, list[float]] = {"approved": [], "completed": []}
-        for order_id, placed_at in runs:
-            for status, name in (("APPROVED", "approved"), ("COMPLETED", "completed")):
-                at = times.get((order_id, status))
-                if at is None:
-                    raise BenchError(f"order {order_id} has no {status} event")
-                latencies[name].append((at - placed_at).total_seconds() * 1000)
-        return latencies
+        self.console.print(f"serial: {opts.serial} of each kind, alternating …")
+        serial_samples: dict[str, list[Any]] = {name: [] for name in kinds}
+        for _ in range(opts.serial):
+            for name, kind in kinds.items():
+                serial_samples[name].append(await kind.one())
 
-    # ------------------------------------------------------------------ whole run
+        loaded = {name: Phase() for name in kinds}
+        loaded_samples: dict[str, list[Any]] = {name: [] for name in kinds}
+        rounds = min(opts.rounds, opts.orders)
+        for round_no in range(rounds):
+            count = opts.orders // rounds + (1 if round_no < opts.orders % rounds else 0)
+            self.console.print(
+                f"round {round_no + 1}/{rounds}: {count} of each kind, "
+                f"{opts.concurrency} in flight …"
+            )
+            for name, kind in kinds.items():
+                await self._loaded_chunk(kind, count, loaded[name], loaded_samples[name])
+
+        phases: dict[str, tuple[Phase, Phase]] = {}
+        for name, kind in kinds.items():
+            serial = Phase(
+                await kind.latencies(serial_samples[name]), count=len(serial_samples[name])
+            )
+            loaded[name].latencies_ms = await kind.latencies(loaded_samples[name])
+            loaded[name].shape = await kind.shape(loaded_samples[name])
+            phases[name] = (serial, loaded[name])
+        return phases
+
     async def run(self) -> BenchReport:
         opts = self.options
         client = await prepare(self.settings, self.servers)
@@ -271,10 +332,6 @@ class Bench:
             await provision_stock(pool, opts.warmup + opts.serial + opts.orders, self.run_id)
         finally:
             await pool.close()
-
-        # Baseline first: the server's files only grow, so the orders never run on a
-        # smaller database than the yardstick did.
-        baseline_serial, baseline = await self.baseline(client)
 
         api_port, sim_port = free_port(), free_port()
         settings = self.settings.model_copy(
@@ -290,10 +347,21 @@ class Bench:
                 "order_policy": OrderPolicy.instant(),
             }
         )
+        baseline_queue = f"bench-baseline-{self.run_id}"
         load_client = await connect_temporal(settings, self.servers.temporal_address)
-        async with order_side(settings, client, load_client) as side:
-            orders_serial, orders = await self.orders(side)
-        return report(opts, orders_serial, orders, baseline_serial, baseline)
+        async with (
+            order_side(settings, client, load_client) as side,
+            build_baseline_worker(client, baseline_queue),
+        ):
+            phases = await self.measure(
+                {
+                    "baseline": BaselineKind(
+                        load_client, baseline_queue, self.run_id, opts.timeout_seconds
+                    ),
+                    "orders": OrderKind(side, self.run_id, opts.timeout_seconds),
+                }
+            )
+        return report(opts, *phases["orders"], *phases["baseline"])
 
 
 def report(
@@ -443,6 +511,7 @@ def main(
     concurrency: int = typer.Option(50, "-c", "--concurrency", min=1, help="In flight."),
     serial: int = typer.Option(20, "--serial", min=0, help="Runs one at a time, per kind."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Unmeasured runs first, per kind."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Loaded chunks per kind, alternating."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds one workflow may take."),
 ) -> None:
     """Measure, print a table, then one JSON line with every figure."""
@@ -451,6 +520,7 @@ def main(
         concurrency=concurrency,
         serial=serial,
         warmup=warmup,
+        rounds=rounds,
         timeout_seconds=timeout,
     )
     progress = Console(stderr=True)
