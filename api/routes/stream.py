@@ -1,12 +1,18 @@
 """Live order events as server-sent events, fed by PostgreSQL LISTEN/NOTIFY.
 
-A trigger on `order_events` announces every new event on the channel `order_events` when
-its transaction commits (db/migrations/003_kpi.sql). Each API process holds ONE listening
-connection (`EventHub`) and fans the events out to its streams through asyncio queues:
+A trigger on `order_events` announces each new event on the channel `order_events` when
+its transaction commits (db/migrations/003_kpi.sql, 007_live_listeners.sql). Each API
+process holds ONE listening connection (`EventHub`) and fans the events out to its streams
+through asyncio queues:
 
 - `GET /orders/{order_id}/events/stream`: one order's events, for its customer (access
   token) and operators; the order's history first, then live.
 - `GET /events/stream`: every order's events, live, for operators.
+
+NOTIFY costs every committing transaction group commit, so the trigger announces events
+only while some API process has a stream open: the hub registers itself in
+`live_event_listeners` on its first subscriber, renews while streams are open (and for a
+few minutes after the last one), and the order path pays nothing when nobody watches.
 
 A stream resumes after `Last-Event-ID` from the table, sends a keep-alive comment when idle
 (`stream_keepalive_seconds`) and ends after `stream_max_seconds` (clients reconnect). A
@@ -21,9 +27,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -56,33 +63,89 @@ class EventHub:
     """One LISTEN connection, fanned out to any number of subscribers."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, queue_size: int = 2000, retry_seconds: float = 1.0
+        self,
+        pool: asyncpg.Pool,
+        *,
+        queue_size: int = 2000,
+        retry_seconds: float = 1.0,
+        registration_ttl: timedelta = timedelta(seconds=60),
+        linger: timedelta = timedelta(minutes=5),
     ) -> None:
         self._pool = pool
         self._queue_size = queue_size
         self._retry_seconds = retry_seconds
         self._subscribers: set[Subscription] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
+        # The trigger announces events only while a listener is registered (migration 007).
+        self.listener_id = f"api-{uuid.uuid4().hex}"
+        self._ttl = registration_ttl
+        self._linger = linger.total_seconds()
+        self._registered_until = 0.0  # monotonic time our registration lasts to
+        self._last_subscriber_at = 0.0
+        self._register_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-hub")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="event-hub-listen"),
+            asyncio.create_task(self._keep_registered(), name="event-hub-register"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         self._end_all()
+        with contextlib.suppress(Exception):
+            await queues.unregister_listener(self._pool, self.listener_id)
 
-    @contextlib.contextmanager
-    def subscribe(self, order_id: str | None) -> Iterator[Subscription]:
+    @contextlib.asynccontextmanager
+    async def subscribe(self, order_id: str | None) -> AsyncIterator[Subscription]:
+        """A subscription to new events (of one order, or all); events committed from
+        when this returns are delivered."""
         sub = Subscription(order_id, asyncio.Queue(maxsize=self._queue_size))
         self._subscribers.add(sub)
         try:
+            await self._ensure_registered()
+            async with asyncio.timeout(10):
+                await self.listening.wait()
             yield sub
         finally:
             self._subscribers.discard(sub)
+            self._last_subscriber_at = time.monotonic()
+
+    async def _ensure_registered(self) -> None:
+        async with self._register_lock:
+            # Renewed ahead of expiry by _keep_registered; register anew when lapsed.
+            if time.monotonic() < self._registered_until - self._ttl.total_seconds() / 2:
+                return
+            async with self._pool.acquire() as conn:
+                xid = await queues.register_listener(conn, self.listener_id, self._ttl)
+                self._registered_until = time.monotonic() + self._ttl.total_seconds()
+                # Transactions that checked for listeners before we registered may still
+                # commit unannounced: wait for them (they are short), at most a second.
+                for _ in range(50):
+                    if await queues.transactions_before_finished(conn, xid):
+                        break
+                    await asyncio.sleep(0.02)
+
+    async def _keep_registered(self) -> None:
+        interval = self._ttl.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                lingering = time.monotonic() - self._last_subscriber_at < self._linger
+                if self._subscribers or lingering:
+                    self._registered_until = 0.0
+                    await self._ensure_registered()
+                elif self._registered_until:
+                    # Nobody watches: stop the announcements, the order path runs free.
+                    self._registered_until = 0.0
+                    await queues.unregister_listener(self._pool, self.listener_id)
+            except Exception as exc:
+                log.warning("live listener registration failed (%s); retrying", exc)
 
     @property
     def subscribers(self) -> int:
@@ -205,7 +268,7 @@ async def _stream(
 ) -> AsyncIterator[str]:
     pool, settings, hub = pool_of(request), settings_of(request), hub_of(request)
     deadline = time.monotonic() + settings.stream_max_seconds
-    with hub.subscribe(order_id) as sub:
+    async with hub.subscribe(order_id) as sub:
         yield f"retry: 2000\n: listening for {'order ' + order_id if order_id else 'all orders'}\n\n"
         replayed: set[int] = set()
         if replay:

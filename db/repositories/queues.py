@@ -143,3 +143,31 @@ async def event_details(conn: Conn, event_id: int) -> dict[str, object] | None:
         "SELECT details FROM order_events WHERE id = $1", event_id
     )
     return details
+
+
+async def register_listener(conn: asyncpg.Connection, listener_id: str, ttl: timedelta) -> int:
+    """Ask the event trigger to announce events for `ttl` more; returns the transaction id
+    that registered (see `transactions_before_finished`)."""
+    async with conn.transaction():
+        xid: int = await conn.fetchval(
+            """INSERT INTO live_event_listeners (listener_id, expires_at)
+               VALUES ($1, now() + $2::interval)
+               ON CONFLICT (listener_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+               RETURNING pg_current_xact_id()::text::bigint""",
+            listener_id,
+            ttl,
+        )
+    return xid
+
+
+async def transactions_before_finished(conn: Conn, xid: int) -> bool:
+    """True when no transaction that began writing before `xid` is still running (each
+    later event insert sees the registration and is announced)."""
+    done: bool = await conn.fetchval(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1", xid
+    )
+    return done
+
+
+async def unregister_listener(conn: Conn, listener_id: str) -> None:
+    await conn.execute("DELETE FROM live_event_listeners WHERE listener_id = $1", listener_id)

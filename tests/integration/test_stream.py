@@ -14,6 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from db.pool import connect
 from orderflow.models import OrderPolicy
 from stack.supervisor import free_port
 from tests.helpers import order_json, wait_for_status
@@ -216,11 +217,14 @@ async def test_keep_alive_bounded_lifetime_and_disconnect(stack: Stack) -> None:
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
     ):
         hub = app.state.event_hub
+        registered = "SELECT expires_at > now() FROM live_event_listeners WHERE listener_id = $1"
         async with client.stream("GET", "/events/stream", headers=headers) as r:
             assert r.status_code == 200
             reader = SseReader(r)
             frames = [await reader.next_frame()]
             assert hub.subscribers == 1
+            # An open stream registers its API process, so the trigger announces events.
+            assert await stack.pool.fetchval(registered, hub.listener_id) is True
             while (frame := await reader.next_frame(timeout=10)) is not None:
                 frames.append(frame)
             # A keep-alive comment on every idle interval, then the server ends the stream.
@@ -238,3 +242,43 @@ async def test_keep_alive_bounded_lifetime_and_disconnect(stack: Stack) -> None:
                 break
             await asyncio.sleep(0.05)
         assert hub.subscribers == 0
+    # A stopped API leaves no registration behind.
+    assert await stack.pool.fetchval(registered, hub.listener_id) is None
+
+
+async def test_events_are_announced_only_while_someone_watches(stack: Stack) -> None:
+    body = order_json()
+    order_id = body["order_id"]
+    assert (await stack.http("POST", "/orders", json=body)).status_code == 202
+    await wait_for_status(stack.pool, order_id, "COMPLETED")
+    listener = await connect(stack.database_url)
+    heard: list[str] = []
+    await listener.add_listener("order_events", lambda *args: heard.append(args[-1]))
+
+    async def append_event(key: str) -> None:
+        await stack.pool.execute(
+            """INSERT INTO order_events (order_id, event_key, step, kind, actor)
+               VALUES ($1, $2, 8, 'test_note', 'test')""",
+            order_id,
+            key,
+        )
+        await asyncio.sleep(0.3)
+
+    try:
+        # Nobody registered (the API's own registrations lapsed): no NOTIFY, no cost.
+        await stack.pool.execute(
+            "UPDATE live_event_listeners SET expires_at = now() - interval '1 second'"
+        )
+        await append_event("test.unwatched")
+        assert heard == []
+        await stack.pool.execute(
+            """INSERT INTO live_event_listeners (listener_id, expires_at)
+               VALUES ('test-watcher', now() + interval '1 minute')"""
+        )
+        await append_event("test.watched")
+        assert len(heard) == 1 and json.loads(heard[0])["kind"] == "test_note"
+    finally:
+        await stack.pool.execute(
+            "DELETE FROM live_event_listeners WHERE listener_id = 'test-watcher'"
+        )
+        await listener.close()
