@@ -39,6 +39,15 @@ from orderflow.settings import Settings
 from policies.carrier_choice import NoCarrierAvailable, choose_carrier
 
 
+def _follow_up_key(booking_no: int, attempt: int) -> str:
+    # The first parcel keeps the key it always had; a replacement's attempts are its own.
+    return (
+        f"tracking.follow_up.{attempt}"
+        if booking_no == 0
+        else f"tracking.follow_up.{booking_no}.{attempt}"
+    )
+
+
 def booking_key(order_id: str, reship_no: int) -> str:
     """The carrier's idempotency key of an order's n-th booking (0: the first parcel)."""
     return f"order-{order_id}" if reship_no == 0 else f"order-{order_id}-reship-{reship_no}"
@@ -147,9 +156,7 @@ class ShippingActivities:
 
     @activity.defn(name=ActivityName.FOLLOW_UP_DELIVERY)
     async def follow_up_delivery(self, data: FollowUpInput) -> FollowUpResult:
-        shipment = await self._pool.fetchrow(
-            "SELECT carrier, tracking_number FROM shipments WHERE order_id = $1", data.order_id
-        )
+        shipment = await delivery.shipment_of(self._pool, data.order_id)
         if shipment is None:
             raise ApplicationError(f"order {data.order_id} has no shipment", non_retryable=True)
         carrier_status: str | None = None
@@ -180,7 +187,7 @@ class ShippingActivities:
             recorded = await events.record_event(
                 conn,
                 order_id=data.order_id,
-                event_key=f"tracking.follow_up.{data.attempt}",
+                event_key=_follow_up_key(shipment["booking_no"], data.attempt),
                 step=Step.TRACKING,
                 kind="delivery_follow_up",
                 details={
@@ -191,21 +198,26 @@ class ShippingActivities:
             )
             if recorded is None:
                 return FollowUpResult(carrier_status=carrier_status, events=carrier_events)
-            await conn.execute(
-                """INSERT INTO follow_ups (order_id, attempt, opened_at, escalated, carrier_status)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, attempt) DO NOTHING""",
-                data.order_id,
-                data.attempt,
-                recorded,
-                data.escalate,
-                carrier_status,
+            suffix = (
+                str(data.attempt)
+                if shipment["booking_no"] == 0
+                else f"{shipment['booking_no']}.{data.attempt}"
+            )
+            await delivery.open_follow_up(
+                conn,
+                order_id=data.order_id,
+                booking_no=shipment["booking_no"],
+                attempt=data.attempt,
+                opened_at=recorded,
+                escalated=data.escalate,
+                carrier_status=carrier_status,
             )
             email = await conn.fetchval(
                 "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
             )
             await notifications.enqueue(
                 conn,
-                key=f"{data.order_id}:late:{data.attempt}",
+                key=f"{data.order_id}:late:{suffix}",
                 order_id=data.order_id,
                 kind="delivery_delayed",
                 channel="email",
@@ -216,7 +228,7 @@ class ShippingActivities:
             department = "logistics_supervisor" if data.escalate else "logistics"
             await notifications.enqueue(
                 conn,
-                key=f"{data.order_id}:follow_up:{data.attempt}",
+                key=f"{data.order_id}:follow_up:{suffix}",
                 order_id=data.order_id,
                 kind="delivery_follow_up",
                 channel="department",

@@ -218,3 +218,28 @@ async def open_lost_cases(conn: asyncpg.Connection | asyncpg.Pool) -> list[async
            WHERE c.status = 'open'
            ORDER BY c.opened_at, c.order_id"""
     )
+
+
+async def open_follow_up(
+    conn: asyncpg.Connection,
+    *,
+    order_id: str,
+    booking_no: int,
+    attempt: int,
+    opened_at: object,
+    escalated: bool,
+    carrier_status: str | None,
+) -> None:
+    """A follow-up of the order's current parcel for logistics' queue (once per attempt)."""
+    await conn.execute(
+        """INSERT INTO follow_ups (order_id, booking_no, attempt, opened_at, escalated,
+               carrier_status)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (order_id, booking_no, attempt) DO NOTHING""",
+        order_id,
+        booking_no,
+        attempt,
+        opened_at,
+        escalated,
+        carrier_status,
+    )
