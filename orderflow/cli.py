@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from orderflow.commands import forecast, replenish, risk
+from orderflow.commands import forecast, replenish, risk, track
 from orderflow.settings import get_settings
 
 app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
@@ -32,6 +32,7 @@ app.add_typer(inventory_app, name="inventory")
 app.add_typer(risk.app, name="risk")
 app.add_typer(forecast.app, name="forecast")
 app.add_typer(replenish.app, name="replenish")
+app.add_typer(track.app, name="track")
 
 console = Console()
 

@@ -1,0 +1,159 @@
+"""`orderflow track`: a parcel's tracking, carrier events posted as the carrier would (signed),
+and logistics' cases: lost parcels to reship or refund, and parcels no carrier took."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orderflow.settings import get_settings
+from orderflow.signing import carrier_secret, signed_headers
+
+app = typer.Typer(
+    help="Parcels: tracking, carrier events, lost parcels and rebooking.", no_args_is_help=True
+)
+console = Console()
+
+TRACKING_STATUSES = ("IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED", "EXCEPTION", "LOST")
+
+
+def _request(
+    method: str,
+    path: str,
+    *,
+    role: str | None = None,
+    body: Any = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """One API call; a refusal is printed with its detail and exits non-zero."""
+    settings = get_settings()
+    sent = dict(headers or {})
+    if role is not None:
+        sent["Authorization"] = f"Bearer {settings.token_for(role)}"
+    try:
+        response = httpx.request(
+            method,
+            f"{settings.api_url}{path}",
+            json=body,
+            content=content,
+            headers=sent,
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the API at {settings.api_url}: {exc}[/]")
+        raise typer.Exit(2) from exc
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        console.print(f"[red]{response.status_code}: {detail}[/]")
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data))
+
+
+@app.command("show")
+def show(order_id: str) -> None:
+    """Carrier, tracking number and the delivery part of an order's timeline."""
+    data = _request("GET", f"/orders/{order_id}", role="admin")
+    console.print(
+        f"order {order_id}: {data['status']}; carrier {data['carrier'] or '—'}, "
+        f"tracking {data['tracking_number'] or '—'}, expected {data['expected_delivery'] or '—'}"
+    )
+    table = Table(title="delivery and tracking")
+    for column in ("at", "what", "status", "who"):
+        table.add_column(column)
+    for entry in data["timeline"]:
+        if entry["step"] >= 6:
+            table.add_row(entry["at"], entry["kind"], entry["status"] or "", entry["actor"])
+    console.print(table)
+
+
+@app.command("post")
+def post_event(
+    carrier: str,
+    tracking_number: str,
+    status: Annotated[str, typer.Argument(help=" | ".join(TRACKING_STATUSES))],
+    event_id: Annotated[str | None, typer.Option(help="Default: a new id")] = None,
+) -> None:
+    """Post a tracking event to the webhook, signed with the carrier's secret."""
+    if status not in TRACKING_STATUSES:
+        raise typer.BadParameter(f"status must be one of {', '.join(TRACKING_STATUSES)}")
+    body = json.dumps(
+        {
+            "event_id": event_id or f"{tracking_number}-cli-{uuid.uuid4().hex[:8]}",
+            "tracking_number": tracking_number,
+            "status": status,
+            "at": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
+    secret = carrier_secret(get_settings(), carrier)
+    _print_json(
+        _request(
+            "POST",
+            f"/carriers/{carrier}/events",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                **signed_headers(secret, body, int(time.time())),
+            },
+        )
+    )
+
+
+@app.command("lost")
+def lost() -> None:
+    """Lost parcels awaiting logistics' decision, oldest first."""
+    table = Table(title="lost parcels")
+    for column in ("order", "case", "carrier", "tracking", "reason", "since"):
+        table.add_column(column)
+    for case in _request("GET", "/logistics/lost-parcels", role="logistics"):
+        table.add_row(
+            case["order_id"],
+            str(case["case_no"]),
+            case["carrier"],
+            case["tracking_number"],
+            case["reason"],
+            case["opened_at"],
+        )
+    console.print(table)
+
+
+@app.command("resolve")
+def resolve(
+    order_id: str,
+    action: Annotated[str, typer.Argument(help="reship | refund")],
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Resolve a lost parcel: reship a replacement, or refund (the order closes CANCELLED)."""
+    if action not in ("reship", "refund"):
+        raise typer.BadParameter("action must be reship or refund")
+    _print_json(
+        _request(
+            "POST",
+            f"/logistics/{order_id}/resolution",
+            role="logistics",
+            body={"action": action, "note": note},
+        )
+    )
+
+
+@app.command("rebook")
+def rebook(order_id: str, note: Annotated[str | None, typer.Option()] = None) -> None:
+    """Try the booking again for a packed parcel no carrier took."""
+    _print_json(
+        _request("POST", f"/logistics/{order_id}/rebook", role="logistics", body={"note": note})
+    )
