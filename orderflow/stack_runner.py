@@ -52,6 +52,16 @@ async def _register_external(settings: Settings, address: str) -> None:
     await register_search_attributes(client, settings.temporal_namespace)
 
 
+async def ensure_schedules(settings: Settings, address: str) -> None:
+    """The daily replenishment and the weekly KPI snapshot (idempotent)."""
+    from orderflow.commands.replenish import ensure_replenishment_schedule
+    from starter.kpi_schedule import ensure_kpi_schedule
+
+    client = await connect_temporal(settings, address)
+    await ensure_replenishment_schedule(client, settings)
+    await ensure_kpi_schedule(client, settings)
+
+
 def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
     state = settings.state_dir.resolve()
     logs = state / "logs"
@@ -87,6 +97,8 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             ui_url = f"http://localhost:{settings.temporal_ui_port}"
         else:
             asyncio.run(_register_external(settings, address))
+
+        asyncio.run(ensure_schedules(settings, address))
 
         env = {
             "DATABASE_URL": database_url,
