@@ -104,8 +104,13 @@ def api() -> None:
 
     _logging()
     settings = get_settings()
+    # Open event streams must not hold a shutdown for their whole lifetime.
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
     )
 
 
