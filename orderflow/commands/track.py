@@ -118,7 +118,9 @@ def post_event(
 def lost() -> None:
     """Lost parcels awaiting logistics' decision, oldest first."""
     table = Table(title="lost parcels")
-    for column in ("order", "case", "carrier", "tracking", "reason", "since"):
+    for column in ("order", "case", "carrier", "tracking"):
+        table.add_column(column, no_wrap=True)
+    for column in ("reason", "since"):
         table.add_column(column)
     for case in _request("GET", "/logistics/lost-parcels", role="logistics"):
         table.add_row(
