@@ -3,6 +3,28 @@ eight steps of the order process and waiting for people only where a person is n
 
 Deterministic orchestration only: every effect is an activity (called by name), every wait
 a timer or a condition on messages, every duration from the `OrderPolicy` in the input.
+
+Decisions of steps 6 to 8 and the cancellation (issue 5):
+- A cancel is accepted until the parcel is handed to the carrier (the booking starts), then
+  refused. A booking the carriers refuse for good (no carrier takes the parcel) does not fail
+  the order: it waits at PACKED (`awaiting` "carrier_booking") until logistics retries
+  (`retry_booking`) or someone cancels.
+- A parcel the carrier reports LOST (webhook or status query), or still missing after
+  `followup_max_attempts` follow-ups, waits ("lost_parcel_resolution") for logistics'
+  `resolve_lost_parcel`: "reship" takes replacement goods and books a new parcel (its own
+  idempotency key), "refund" refunds the payment and ends the order CANCELLED (the order
+  never reached the customer; the timeline says `resolution: refund`). A lost parcel that is
+  delivered after all completes the order as usual.
+- After delivery the order completes after `quiet_period`, at once when the customer
+  confirms receipt (`confirm_receipt`); a delivery or product complaint made in the quiet
+  period holds completion until its department resolves the ticket (`feedback_resolved`).
+- Reviews (`submit_review`, one per order) are taken from completion until `review_window`
+  ends; feedback (`submit_feedback`) from placement until the process ends. The process ends
+  when the window closes and every handler has finished.
+- While the parcel is under way, a run whose history grows past the policy's
+  `continue_as_new_history_length` (or that the server finds large) continues as new with
+  its state (`CarriedState`).
+Every change to the commands a running order issues is behind `workflow.patched`.
 """
 
 from __future__ import annotations
@@ -451,6 +473,10 @@ class OrderWorkflow:
     async def _resolve_lost_parcel(self) -> str:
         """A lost parcel waits for logistics: "reshipped", "refunded", or "delivered" (found)."""
         assert self._booking is not None and self._lost_reason is not None
+        # A new case: whatever resolved an earlier one does not resolve this one.
+        self._resolution = None
+        self._resolution_result = None
+        self._resolution_error = None
         self._lost_cases += 1
         case_no = self._lost_cases
         await self._local(

@@ -245,3 +245,27 @@ async def _email(stack: Stack, order_id: str) -> str:
         "SELECT customer_email FROM orders WHERE order_id = $1", order_id
     )
     return email
+
+
+async def test_a_replacement_lost_too_is_a_second_case(stack: Stack) -> None:
+    order_id, _, _, _ = await _lost(stack)
+    path = f"/logistics/{order_id}/resolution"
+    first = await stack.http("POST", path, role="logistics", json={"action": "reship"})
+    assert first.status_code == 200, first.text
+    replacement = first.json()
+    lost_again = await post_tracking(
+        stack, replacement["carrier"], tracking_body(replacement["tracking_number"], "LOST")
+    )
+    assert lost_again.json()["outcome"] == "applied"
+    await wait_awaiting(stack, order_id, "lost_parcel_resolution")
+    cases = await stack.pool.fetch(
+        "SELECT case_no, status, tracking_number FROM lost_parcels WHERE order_id = $1 ORDER BY case_no",
+        order_id,
+    )
+    assert [(c["case_no"], c["status"]) for c in cases] == [(1, "reshipped"), (2, "open")]
+    assert cases[1]["tracking_number"] == replacement["tracking_number"]
+    # The first case's reship does not resolve the second: logistics decides again.
+    assert (await stack.storefront.get_status(order_id)).awaiting == "lost_parcel_resolution"
+    refunded = await stack.http("POST", path, role="logistics", json={"action": "refund"})
+    assert refunded.status_code == 200
+    assert (await stack.storefront.handle(order_id).result()).status == "CANCELLED"
