@@ -27,9 +27,11 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from activities.inventory import InventoryActivities
 from bench.servers import Servers, embedded_servers, order_side, prepare
 from db.pool import create_pool
 from db.repositories import catalogue, inventory
+from db.repositories import orders as order_rows
 from orderflow.models import Address, Customer, Order, OrderItem, OrderPolicy, Payment
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
@@ -38,6 +40,8 @@ from stack.supervisor import free_port
 UNIT_PRICE = Decimal("10.00")
 # Start calls in flight at once: every order is running long before the first finishes.
 PLACING_LANES = 100
+# Connections racing in the direct (no workflow) phase.
+DIRECT_CONNECTIONS = 40
 
 
 class RaceReport(BaseModel):
@@ -66,6 +70,11 @@ class RaceReport(BaseModel):
     final_on_hand: int
     final_invariant_violations: int
     final_leaks: int
+    # The same race without Temporal: the reserve_stock activity called directly, all at once.
+    direct_reserved: int
+    direct_backordered: int
+    direct_seconds: float
+    direct_per_second: float
 
 
 def race_order(run_id: str, index: int, sku: str) -> Order:
@@ -120,12 +129,58 @@ async def _wait_until(
         await asyncio.sleep(0.5)
 
 
+async def direct_race(
+    settings: Settings, database_url: str, run_id: str, n: int, stock: int
+) -> tuple[int, int, float]:
+    """N reservations of one unit raced straight into PostgreSQL through the step-4 activity
+    (many connections, no workflow): (reserved, backordered, seconds)."""
+    sku = f"RACE-{run_id}-DIRECT".upper()
+    pool = await create_pool(database_url, min_size=10, max_size=DIRECT_CONNECTIONS)
+    try:
+        orders = [race_order(f"{run_id}-d", i, sku) for i in range(n)]
+        async with pool.acquire() as conn, conn.transaction():
+            await catalogue.upsert_product(
+                conn,
+                sku=sku,
+                name="Limited run (benchmark, direct)",
+                unit_price=UNIT_PRICE,
+                weight_kg=Decimal("0.500"),
+                bin_location="Z-98-2",
+            )
+            await catalogue.ensure_stock(
+                conn, sku=sku, on_hand=stock, reorder_point=0, order_up_to=0
+            )
+            for order in orders:
+                assert order.placed_at is not None
+                await order_rows.insert_order(
+                    conn,
+                    order,
+                    workflow_id=f"order-{order.order_id}",
+                    placed_at=order.placed_at,
+                    status="APPROVED",
+                )
+        activities = InventoryActivities(pool, settings)
+        # Open every connection first, so the race measures reservations, not connects.
+        held = [await pool.acquire() for _ in range(DIRECT_CONNECTIONS)]
+        for conn in held:
+            await pool.release(conn)
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(activities.reserve_stock(o) for o in orders))
+        seconds = time.perf_counter() - started
+        reserved = sum(1 for o in outcomes if o.reserved)
+        return reserved, n - reserved, seconds
+    finally:
+        await pool.close()
+
+
 async def run_race(
     settings: Settings, database_url: str, address: str, n: int, stock: int, console: Console
 ) -> RaceReport:
     run_id = uuid.uuid4().hex[:8]
     sku = f"RACE-{run_id}".upper()
     load_at_start = round(os.getloadavg()[0], 2)
+    console.print(f"direct race: {n} reservations for {stock} units …")
+    direct = await direct_race(settings, database_url, run_id, n, stock)
     api_port, sim_port = free_port(), free_port()
     settings = settings.model_copy(
         update={
@@ -243,6 +298,10 @@ async def run_race(
                 final_on_hand=after["on_hand"],
                 final_invariant_violations=len(await inventory.invariant_violations(pool)),
                 final_leaks=len(await inventory.leaks(pool)),
+                direct_reserved=direct[0],
+                direct_backordered=direct[1],
+                direct_seconds=round(direct[2], 2),
+                direct_per_second=round(n / direct[2], 1),
             )
     finally:
         await pool.close()
@@ -283,6 +342,18 @@ def render(r: RaceReport) -> Table:
             else f"{r.final_invariant_violations} violations, {r.final_leaks} leaks",
         ),
     ]
+    rows.append(
+        (
+            "direct (no workflow): reserved / backordered",
+            f"{r.direct_reserved} / {r.direct_backordered}",
+        )
+    )
+    rows.append(
+        (
+            "direct (no workflow): time",
+            f"{r.direct_seconds:.2f} s ({r.direct_per_second:.0f} reservations/s)",
+        )
+    )
     for name, value in rows:
         table.add_row(name, value)
     return table
