@@ -50,9 +50,10 @@ def workflow_errors_as_http(order_id: str, current_status: str) -> Iterator[None
         raise HTTPException(status.HTTP_409_CONFLICT, str(cause or exc)) from exc
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            # The status read before the call may be stale by now: say only what is sure.
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
-                f"order {order_id} is {current_status}: its process has ended",
+                f"order {order_id} awaits nothing any more: its process has ended",
             ) from exc
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise HTTPException(
