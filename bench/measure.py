@@ -4,6 +4,7 @@ history (how many round trips to the server one run of it costs)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import Counter
@@ -15,6 +16,53 @@ import psutil
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+
+# The SDK core's warning that a workflow task took longer than 5 seconds.
+SLOW_WORKFLOW_TASK = "TMPRL1104"
+
+
+class CoreWarnings(logging.Handler):
+    """Counts the SDK core's warnings, which would otherwise be printed over the table."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.slow_workflow_tasks = 0
+        self.others: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if SLOW_WORKFLOW_TASK in message:
+            self.slow_workflow_tasks += 1
+        else:
+            self.others[message[:200]] += 1
+
+
+def capture_core_warnings() -> CoreWarnings:
+    """Route the SDK core's logs of every client created from now on to a counter."""
+    handler = CoreWarnings()
+    logger = logging.getLogger("bench.sdk_core")
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    logger.addHandler(handler)
+    Runtime.set_default(
+        Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                    forwarding=LogForwardingConfig(logger=logger),
+                )
+            )
+        ),
+        error_if_already_set=False,
+    )
+    return handler
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -37,6 +37,7 @@ from bench.baseline import STEPS, BaselineWorkflow, build_baseline_worker
 from bench.measure import (
     CpuMeter,
     HistoryShape,
+    capture_core_warnings,
     cpu_delta,
     history_shape,
     own_cpu,
@@ -115,6 +116,8 @@ class BenchReport(BaseModel):
     # Python threads' CPU over wall time in the loaded phase: near 1.0, the GIL is the limit.
     python_busy_orders: float | None
     python_busy_baseline: float | None
+    # Workflow tasks the SDK core reported as taking over 5 seconds (both kinds, whole run).
+    slow_workflow_tasks: int = 0
 
 
 @dataclass
@@ -485,6 +488,7 @@ def render(result: BenchReport) -> Table:
         _fmt(r.sdk_core_cpu_ms_per_order, " ms"),
         _fmt(r.sdk_core_cpu_ms_per_baseline, " ms"),
     )
+    table.add_row("workflow tasks over 5 s (whole run, both kinds)", str(r.slow_workflow_tasks), "")
     table.add_row(
         "Python CPU / wall time, loaded (1.0 = GIL-bound)",
         _fmt(r.python_busy_orders, digits=2),
@@ -495,11 +499,15 @@ def render(result: BenchReport) -> Table:
 
 def run_benchmark(options: BenchOptions, settings: Settings, console: Console) -> BenchReport:
     """Start the servers `settings` does not name, run the benchmark, stop them again."""
+    warnings = capture_core_warnings()
     with embedded_servers(settings) as servers:
         console.print(
             f"servers: Temporal {servers.temporal_address}, PostgreSQL {servers.database_url}"
         )
-        return asyncio.run(Bench(options, settings, servers, console).run())
+        result = asyncio.run(Bench(options, settings, servers, console).run())
+    for message, count in warnings.others.most_common(5):
+        console.print(f"SDK core warning ({count}x): {message}")
+    return result.model_copy(update={"slow_workflow_tasks": warnings.slow_workflow_tasks})
 
 
 app = typer.Typer(add_completion=False, help=__doc__)

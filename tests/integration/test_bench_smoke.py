@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from bench.measure import percentile
+from bench.measure import CoreWarnings, percentile
 from bench.throughput import BenchReport, run_lanes
 
 pytestmark = pytest.mark.integration
@@ -107,3 +108,19 @@ def test_percentile_interpolates() -> None:
     assert percentile([7.0], 95) == 7.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([float(v) for v in range(1, 101)], 95) == pytest.approx(95.05)
+
+
+def test_core_warnings_are_counted_not_printed() -> None:
+    handler = CoreWarnings()
+    logger = logging.getLogger("bench.test_core_warnings")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("[TMPRL1104] run:4:1 Workflow task duration exceeded 5 seconds.")
+        logger.warning("[TMPRL1104] run:9:1 Workflow task duration exceeded 5 seconds.")
+        logger.warning("something else")
+        logger.info("below the level")
+    finally:
+        logger.removeHandler(handler)
+    assert handler.slow_workflow_tasks == 2
+    assert handler.others == {"something else": 1}
