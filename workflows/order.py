@@ -119,6 +119,7 @@ PATCH_BOOKING_HOLD = "booking-refusal-holds-at-packed"
 PATCH_LOST_PARCEL = "lost-parcel-resolution"
 PATCH_AFTERCARE = "receipt-complaints-review-window"
 PATCH_CONTINUE_AS_NEW = "continue-as-new-after-shipment"
+PATCH_OFFER_ON_TIME = "backorder-cancellation-offer-on-time"
 
 
 class OrderCancelled(Exception):
@@ -277,6 +278,10 @@ class OrderWorkflow:
                 self._set_status(OrderStatus.BACKORDERED, shortages=outcome.shortages)
             self._awaiting = "stock"
             interval = self._policy.backorder_reminder_interval
+            until_offer = self._policy.backorder_cancel_offer_after - waited
+            if timedelta(0) < until_offer < interval and workflow.patched(PATCH_OFFER_ON_TIME):
+                # The cancellation offer falls due before the next reminder: make it on time.
+                interval = until_offer
 
             def stock_arrived(seen: int = seen_signals) -> bool:
                 return self._stock_signals > seen

@@ -15,9 +15,9 @@ from api.deps import (
     storefront_of,
     workflow_errors_as_http,
 )
-from db.repositories import catalogue, events, orders
+from db.repositories import cancellation, catalogue, events, orders
 from orderflow.access import customer_token
-from orderflow.models import CancelResult, Order, Step
+from orderflow.models import CancelResult, Order, OrderStatus, Step
 
 router = APIRouter(tags=["orders"])
 
@@ -190,6 +190,15 @@ async def cancel_order(
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", "admin", customer=True))],
 ) -> CancelResult:
-    current = await order_status_or_404(pool_of(request), order_id)
+    pool = pool_of(request)
+    current = await order_status_or_404(pool, order_id)
+    if current == OrderStatus.CANCELLED:
+        # A storefront retrying its cancel gets the same answer, even after the process ended.
+        return CancelResult(
+            order_id=order_id,
+            status=OrderStatus.CANCELLED,
+            refunded=await cancellation.refunded_amount(pool, order_id),
+            released_lines=await cancellation.released_lines(pool, order_id),
+        )
     with workflow_errors_as_http(order_id, current):
         return await storefront_of(request).cancel(order_id, body.reason, requested_by=who.actor)

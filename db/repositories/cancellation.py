@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import asyncpg
 
 
@@ -41,7 +43,7 @@ async def cancel_review_task(conn: asyncpg.Connection, order_id: str) -> bool:
     return bool(updated)
 
 
-async def released_lines(conn: asyncpg.Connection, order_id: str) -> int:
+async def released_lines(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> int:
     return int(
         await conn.fetchval(
             "SELECT count(*) FROM reservations WHERE order_id = $1 AND status = 'released'",
@@ -66,3 +68,8 @@ async def cancelled_before(conn: asyncpg.Connection, order_id: str) -> bool:
             order_id,
         )
     )
+
+
+async def refunded_amount(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> Decimal:
+    amount = await conn.fetchval("SELECT amount FROM refunds WHERE order_id = $1", order_id)
+    return amount if amount is not None else Decimal("0")

@@ -219,6 +219,15 @@ async def test_a_repeated_cancel_returns_the_same_result_and_undoes_once(stack: 
     accepted = [r for r in results if not isinstance(r, BaseException)]
     assert accepted and all(r == accepted[0] for r in accepted)
     await _assert_nothing_left(stack, order.order_id, refunded=Decimal(PRICE))
+    # A storefront retrying through the API after the process ended gets the same answer.
+    retried = await stack.http(
+        "POST", f"/orders/{order.order_id}/cancel", role="storefront", json={"reason": "retry"}
+    )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "CANCELLED"
+    assert Decimal(retried.json()["refunded"]) == accepted[0].refunded
+    assert retried.json()["released_lines"] == accepted[0].released_lines
+    await _assert_nothing_left(stack, order.order_id, refunded=Decimal(PRICE))
 
 
 async def test_cancel_after_shipment_is_refused_and_changes_nothing(stack: Stack) -> None:
