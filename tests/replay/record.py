@@ -1,71 +1,154 @@
 """Records order workflow histories for the replay tests: `python -m tests.replay.record`.
 
 Each scenario runs on a fresh embedded stack and its history is saved as JSON beside this
-file. Record new ones when the workflow gains a path; never re-record an old one to make a
-replay test pass: a failing replay means running orders would break.
+file. Only scenarios without a file are recorded: never re-record an old one to make a
+replay test pass, since a failing replay means orders already running would break. Add a
+scenario when the workflow gains a path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
-from orderflow.models import Order, OrderPolicy, ReviewDecision
+from db.repositories import catalogue, inventory
+from orderflow.models import (
+    Order,
+    OrderPolicy,
+    PackedReport,
+    PickedReport,
+    ReviewDecision,
+    StockReceived,
+)
+from orderflow.models.messages import FeedbackRequest, ProductReview
 from tests.helpers import order_json, wait_for_status
-from tests.servers import fresh_database, postgres_url, prepare, running_stack, start_dev_server
+from tests.servers import (
+    Stack,
+    fresh_database,
+    postgres_url,
+    prepare,
+    running_stack,
+    start_dev_server,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
+MANUAL = OrderPolicy.instant(auto_warehouse=False)
 
 
-async def _record(name: str, stack, order_id: str) -> None:  # type: ignore[no-untyped-def]
+async def _save(name: str, stack: Stack, order_id: str, *, wait: bool = True) -> None:
     handle = stack.client.get_workflow_handle(f"order-{order_id}")
-    await handle.result()
+    if wait:
+        await handle.result()
     history = await handle.fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json())
     print(f"recorded {name}: {len(history.events)} events")
 
 
-async def main() -> None:
+async def automatic_path_completed(stack: Stack) -> str:
+    order = Order.model_validate(order_json(items=[("SKU-RED-MUG", 2), ("SKU-TEA-TIN", 1)]))
+    await stack.storefront.place_order(order)
+    return order.order_id
+
+
+async def _flagged(stack: Stack, decision: ReviewDecision) -> str:
+    order = Order.model_validate(order_json(payment_status="failed"))
+    await stack.storefront.place_order(order)
+    await wait_for_status(stack.pool, order.order_id, "PENDING_REVIEW")
+    await stack.storefront.decide_review(order.order_id, decision)
+    return order.order_id
+
+
+async def flagged_then_approved(stack: Stack) -> str:
+    return await _flagged(stack, ReviewDecision(decision="approve", reviewer="rita", note="ok"))
+
+
+async def flagged_then_rejected(stack: Stack) -> str:
+    return await _flagged(stack, ReviewDecision(decision="reject", reviewer="rita", note="fraud"))
+
+
+async def cancelled_while_picking(stack: Stack) -> str:
+    order = Order.model_validate(order_json())
+    await stack.storefront.place_order(order, policy=MANUAL)
+    await wait_for_status(stack.pool, order.order_id, "PICKING")
+    await stack.storefront.cancel(order.order_id, "changed my mind")
+    return order.order_id
+
+
+async def backordered_then_received(stack: Stack) -> str:
+    sku = f"SKU-REC-{uuid.uuid4().hex[:6].upper()}"
+    async with stack.pool.acquire() as conn:
+        await catalogue.upsert_product(
+            conn,
+            sku=sku,
+            name="Recorded item",
+            unit_price=Decimal("12.50"),
+            weight_kg=Decimal("0.5"),
+            bin_location="R-1",
+        )
+        await catalogue.ensure_stock(conn, sku=sku, on_hand=0, reorder_point=0, order_up_to=0)
+    order = Order.model_validate(order_json(items=[(sku, 1)]))
+    await stack.storefront.place_order(order)
+    await wait_for_status(stack.pool, order.order_id, "BACKORDERED")
+    async with stack.pool.acquire() as conn, conn.transaction():
+        await inventory.receive_stock(
+            conn, sku=sku, quantity=1, receipt_key=uuid.uuid4().hex, received_by="recorder"
+        )
+    await stack.storefront.stock_received(order.order_id, StockReceived(sku=sku, quantity=1))
+    return order.order_id
+
+
+async def manual_path_feedback_and_review(stack: Stack) -> str:
+    policy = MANUAL.model_copy(
+        update={"quiet_period": timedelta(hours=1), "review_window": timedelta(seconds=3)}
+    )
+    order = Order.model_validate(order_json())
+    await stack.storefront.place_order(order, policy=policy)
+    await wait_for_status(stack.pool, order.order_id, "PICKING")
+    await stack.storefront.report_picked(order.order_id, PickedReport(by="pia"))
+    await stack.storefront.report_packed(order.order_id, PackedReport(weight_kg=1.0, by="pia"))
+    await wait_for_status(stack.pool, order.order_id, "DELIVERED")
+    await stack.storefront.submit_feedback(
+        order.order_id,
+        FeedbackRequest(category="other", message="lovely", request_key=uuid.uuid4().hex),
+    )
+    await stack.storefront.confirm_receipt(order.order_id)
+    await stack.storefront.submit_review(order.order_id, ProductReview(rating=5, comment="great"))
+    return order.order_id
+
+
+SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
+    "automatic_path_completed": automatic_path_completed,
+    "flagged_then_approved": flagged_then_approved,
+    "flagged_then_rejected": flagged_then_rejected,
+    "cancelled_while_picking": cancelled_while_picking,
+    "backordered_then_received": backordered_then_received,
+    "manual_path_feedback_and_review": manual_path_feedback_and_review,
+}
+
+
+async def main(names: list[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
+    todo = [n for n in (names or SCENARIOS) if not (HISTORIES / f"{n}.json").exists()]
+    if not todo:
+        print("every scenario is recorded already")
+        return
     with tempfile.TemporaryDirectory() as tmp, postgres_url(Path(tmp)) as server_url:
         database_url = await fresh_database(server_url)
         await prepare(database_url)
         env = await start_dev_server()
         try:
             async with running_stack(env, database_url, policy=OrderPolicy.instant()) as stack:
-                automatic = Order.model_validate(order_json(items=[("SKU-RED-MUG", 2), ("SKU-TEA-TIN", 1)]))
-                await stack.storefront.place_order(automatic)
-                await _record("automatic_path_completed", stack, automatic.order_id)
-
-                flagged = Order.model_validate(order_json(payment_status="failed"))
-                await stack.storefront.place_order(flagged)
-                await wait_for_status(stack.pool, flagged.order_id, "PENDING_REVIEW")
-                await stack.storefront.decide_review(
-                    flagged.order_id, ReviewDecision(decision="approve", reviewer="rita", note="ok")
-                )
-                await _record("flagged_then_approved", stack, flagged.order_id)
-
-                rejected = Order.model_validate(order_json(payment_status="failed"))
-                await stack.storefront.place_order(rejected)
-                await wait_for_status(stack.pool, rejected.order_id, "PENDING_REVIEW")
-                await stack.storefront.decide_review(
-                    rejected.order_id, ReviewDecision(decision="reject", reviewer="rita", note="fraud")
-                )
-                await _record("flagged_then_rejected", stack, rejected.order_id)
-
-                manual = OrderPolicy.instant(auto_warehouse=False).model_copy(
-                    update={"pick_sla": timedelta(hours=4)}
-                )
-                cancelled = Order.model_validate(order_json())
-                await stack.storefront.place_order(cancelled, policy=manual)
-                await wait_for_status(stack.pool, cancelled.order_id, "PICKING")
-                await stack.storefront.cancel(cancelled.order_id, "changed my mind")
-                await _record("cancelled_while_picking", stack, cancelled.order_id)
+                for name in todo:
+                    await _save(name, stack, await SCENARIOS[name](stack))
         finally:
             await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

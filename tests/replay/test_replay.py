@@ -17,7 +17,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_histories_are_recorded() -> None:
-    assert len(HISTORIES) >= 4, "run `python -m tests.replay.record` to record histories"
+    assert len(HISTORIES) >= 6, "run `python -m tests.replay.record` to record histories"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
