@@ -89,7 +89,16 @@ async def start_dev_server() -> WorkflowEnvironment:
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Longer than the test clients keep idle connections, so a client never reuses
+            # one the server is closing at that moment (a spurious ReadError).
+            timeout_keep_alive=30,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -159,7 +168,11 @@ async def running_stack(
                 worker: Worker = build_worker(env.client, pool, http, settings)
                 await stack.enter_async_context(worker)
             api = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
+                httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{api_port}",
+                    timeout=30,
+                    limits=httpx.Limits(keepalive_expiry=5),
+                )
             )
             yield Stack(settings, env.client, pool, storefront, api, database_url)
     finally:
