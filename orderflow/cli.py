@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from orderflow.commands import forecast, replenish, risk, track
+from orderflow.commands.api_client import call_api, print_json
 from orderflow.settings import get_settings
 
 app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
@@ -45,30 +45,7 @@ def _logging() -> None:
 
 def _call(method: str, path: str, role: str, body: Any = None) -> Any:
     """One API call as `role`; a refusal is printed with its detail and exits non-zero."""
-    settings = get_settings()
-    try:
-        response = httpx.request(
-            method,
-            f"{settings.api_url}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {settings.token_for(role)}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the API at {settings.api_url}: {exc}[/]")
-        raise typer.Exit(2) from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        console.print(f"[red]{response.status_code}: {detail}[/]")
-        raise typer.Exit(1)
-    return response.json()
-
-
-def _print_json(data: Any) -> None:
-    console.print_json(json.dumps(data))
+    return call_api(method, path, role=role, body=body)
 
 
 # ---------------------------------------------------------------- running it
@@ -139,7 +116,7 @@ def migrate() -> None:
 @app.command()
 def place(file: Annotated[Path, typer.Argument(exists=True, readable=True)]) -> None:
     """Place the order in FILE.json (SPEC order JSON)."""
-    _print_json(_call("POST", "/orders", "storefront", json.loads(file.read_text())))
+    print_json(_call("POST", "/orders", "storefront", json.loads(file.read_text())))
 
 
 @app.command()
@@ -165,7 +142,7 @@ def cancel(
     order_id: str, reason: Annotated[str, typer.Option(help="Why")] = "customer request"
 ) -> None:
     """Cancel an order before shipment."""
-    _print_json(_call("POST", f"/orders/{order_id}/cancel", "admin", {"reason": reason}))
+    print_json(_call("POST", f"/orders/{order_id}/cancel", "admin", {"reason": reason}))
 
 
 # ---------------------------------------------------------------- review
@@ -183,7 +160,7 @@ def review_list() -> None:
 
 @review_app.command("approve")
 def review_approve(order_id: str, note: Annotated[str | None, typer.Option()] = None) -> None:
-    _print_json(
+    print_json(
         _call(
             "POST",
             f"/reviews/{order_id}/decision",
@@ -195,7 +172,7 @@ def review_approve(order_id: str, note: Annotated[str | None, typer.Option()] = 
 
 @review_app.command("reject")
 def review_reject(order_id: str, note: Annotated[str, typer.Option(help="Required")]) -> None:
-    _print_json(
+    print_json(
         _call(
             "POST",
             f"/reviews/{order_id}/decision",
@@ -219,14 +196,14 @@ def warehouse_list() -> None:
 
 @warehouse_app.command("picked")
 def warehouse_picked(order_id: str) -> None:
-    _print_json(_call("POST", f"/warehouse/tasks/{order_id}/picked", "warehouse"))
+    print_json(_call("POST", f"/warehouse/tasks/{order_id}/picked", "warehouse"))
 
 
 @warehouse_app.command("packed")
 def warehouse_packed(
     order_id: str, weight_kg: Annotated[float, typer.Option("--weight-kg")]
 ) -> None:
-    _print_json(
+    print_json(
         _call("POST", f"/warehouse/tasks/{order_id}/packed", "warehouse", {"weight_kg": weight_kg})
     )
 
@@ -234,7 +211,7 @@ def warehouse_packed(
 @app.command()
 def receive(sku: str, quantity: int) -> None:
     """Record goods received for SKU: stock up, waiting orders served oldest first."""
-    _print_json(
+    print_json(
         _call("POST", "/purchasing/receipts", "purchasing", {"sku": sku, "quantity": quantity})
     )
 

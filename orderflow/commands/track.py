@@ -7,13 +7,13 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from orderflow.commands.api_client import call_api, print_json
 from orderflow.settings import get_settings
 from orderflow.signing import carrier_secret, signed_headers
 
@@ -25,50 +25,10 @@ console = Console()
 TRACKING_STATUSES = ("IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED", "EXCEPTION", "LOST")
 
 
-def _request(
-    method: str,
-    path: str,
-    *,
-    role: str | None = None,
-    body: Any = None,
-    content: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    """One API call; a refusal is printed with its detail and exits non-zero."""
-    settings = get_settings()
-    sent = dict(headers or {})
-    if role is not None:
-        sent["Authorization"] = f"Bearer {settings.token_for(role)}"
-    try:
-        response = httpx.request(
-            method,
-            f"{settings.api_url}{path}",
-            json=body,
-            content=content,
-            headers=sent,
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the API at {settings.api_url}: {exc}[/]")
-        raise typer.Exit(2) from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        console.print(f"[red]{response.status_code}: {detail}[/]")
-        raise typer.Exit(1)
-    return response.json()
-
-
-def _print_json(data: Any) -> None:
-    console.print_json(json.dumps(data))
-
-
 @app.command("show")
 def show(order_id: str) -> None:
     """Carrier, tracking number and the delivery part of an order's timeline."""
-    data = _request("GET", f"/orders/{order_id}", role="admin")
+    data = call_api("GET", f"/orders/{order_id}", role="admin")
     console.print(
         f"order {order_id}: {data['status']}; carrier {data['carrier'] or '—'}, "
         f"tracking {data['tracking_number'] or '—'}, expected {data['expected_delivery'] or '—'}"
@@ -101,8 +61,8 @@ def post_event(
         }
     ).encode()
     secret = carrier_secret(get_settings(), carrier)
-    _print_json(
-        _request(
+    print_json(
+        call_api(
             "POST",
             f"/carriers/{carrier}/events",
             content=body,
@@ -122,7 +82,7 @@ def lost() -> None:
         table.add_column(column, no_wrap=True)
     for column in ("reason", "since"):
         table.add_column(column)
-    for case in _request("GET", "/logistics/lost-parcels", role="logistics"):
+    for case in call_api("GET", "/logistics/lost-parcels", role="logistics"):
         table.add_row(
             case["order_id"],
             str(case["case_no"]),
@@ -143,8 +103,8 @@ def resolve(
     """Resolve a lost parcel: reship a replacement, or refund (the order closes CANCELLED)."""
     if action not in ("reship", "refund"):
         raise typer.BadParameter("action must be reship or refund")
-    _print_json(
-        _request(
+    print_json(
+        call_api(
             "POST",
             f"/logistics/{order_id}/resolution",
             role="logistics",
@@ -156,6 +116,6 @@ def resolve(
 @app.command("rebook")
 def rebook(order_id: str, note: Annotated[str | None, typer.Option()] = None) -> None:
     """Try the booking again for a packed parcel no carrier took."""
-    _print_json(
-        _request("POST", f"/logistics/{order_id}/rebook", role="logistics", body={"note": note})
+    print_json(
+        call_api("POST", f"/logistics/{order_id}/rebook", role="logistics", body={"note": note})
     )

@@ -1,0 +1,54 @@
+"""How the command line talks to the HTTP API: one call as a role, refusals printed with
+their `detail` and turned into exit codes (1 refused, 2 unreachable)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from orderflow.settings import get_settings
+
+console = Console()
+
+
+def call_api(
+    method: str,
+    path: str,
+    *,
+    role: str | None = None,
+    body: Any = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    settings = get_settings()
+    sent = dict(headers or {})
+    if role is not None:
+        sent["Authorization"] = f"Bearer {settings.token_for(role)}"
+    try:
+        response = httpx.request(
+            method,
+            f"{settings.api_url}{path}",
+            json=body,
+            content=content,
+            headers=sent,
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the API at {settings.api_url}: {exc}[/]")
+        raise typer.Exit(2) from exc
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        console.print(f"[red]{response.status_code}: {detail}[/]")
+        raise typer.Exit(1)
+    return response.json()
+
+
+def print_json(data: Any) -> None:
+    console.print_json(json.dumps(data))
