@@ -53,7 +53,10 @@ async def test_killed_worker_loses_no_order_and_repeats_no_effect(
     stack_without_worker: Stack, tmp_path: Path
 ) -> None:
     stack = stack_without_worker
-    orders = [Order.model_validate(order_json(items=[("SKU-TEA-TIN", 1), ("SKU-TEAPOT", 1)])) for _ in range(ORDERS)]
+    orders = [
+        Order.model_validate(order_json(items=[("SKU-TEA-TIN", 1), ("SKU-TEAPOT", 1)]))
+        for _ in range(ORDERS)
+    ]
     worker = _worker_process(stack, tmp_path)
     worker.start()
     try:
@@ -91,15 +94,19 @@ async def test_killed_worker_loses_no_order_and_repeats_no_effect(
     )
     assert len(per_order) == ORDERS
     for row in per_order:
-        assert (row["confirmations"], row["shipping_mails"], row["shipments"]) == (1, 1, 1), dict(row)
+        assert (row["confirmations"], row["shipping_mails"], row["shipments"]) == (1, 1, 1), dict(
+            row
+        )
         assert row["consumed_lines"] == 2 and row["reserved_events"] == 1, dict(row)
     # Stock moved exactly once per order: nothing is still held for these orders.
     held = await stack.pool.fetchval(
-        "SELECT count(*) FROM reservations WHERE order_id = ANY($1::text[]) AND status = 'held'", ids
+        "SELECT count(*) FROM reservations WHERE order_id = ANY($1::text[]) AND status = 'held'",
+        ids,
     )
     assert held == 0
     # Every booking at the carrier belongs to exactly one order (idempotency key).
     tracking_numbers = await stack.pool.fetchval(
-        "SELECT count(DISTINCT tracking_number) FROM shipments WHERE order_id = ANY($1::text[])", ids
+        "SELECT count(DISTINCT tracking_number) FROM shipments WHERE order_id = ANY($1::text[])",
+        ids,
     )
     assert tracking_numbers == ORDERS
