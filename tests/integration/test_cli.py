@@ -47,8 +47,14 @@ async def test_place_status_and_review_from_the_command_line(
     await wait_for_status(stack.pool, body["order_id"], "PENDING_REVIEW")
 
     # Flagged orders are findable in Temporal visibility, as the Web UI filters them.
-    flagged = [w.id async for w in stack.client.list_workflows("Flagged = true")]
-    assert f"order-{body['order_id']}" in flagged
+    # (Visibility is eventually consistent: give the upsert a moment to be indexed.)
+    query = f"Flagged = true AND WorkflowId = 'order-{body['order_id']}'"
+    for _ in range(50):
+        flagged = [w.id async for w in stack.client.list_workflows(query)]
+        if flagged:
+            break
+        await asyncio.sleep(0.1)
+    assert flagged == [f"order-{body['order_id']}"]
 
     listed = await asyncio.to_thread(cli.invoke, app, ["review", "list"])
     assert listed.exit_code == 0, listed.output

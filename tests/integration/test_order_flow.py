@@ -3,6 +3,7 @@ carrier simulator; the storefront and operators act through the HTTP API."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -114,8 +115,15 @@ async def test_same_order_twice_is_one_workflow_and_one_row(stack: Stack) -> Non
         await stack.pool.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order.order_id)
         == 1
     )
-    runs = [w async for w in stack.client.list_workflows(f"WorkflowId = 'order-{order.order_id}'")]
-    assert len(runs) == 1
+    # One run ever under this id (visibility trails the write: wait until it shows the run).
+    query = f"WorkflowId = 'order-{order.order_id}'"
+    for _ in range(50):
+        runs = [w.run_id async for w in stack.client.list_workflows(query)]
+        if runs:
+            break
+        await asyncio.sleep(0.1)
+    description = await stack.client.get_workflow_handle(f"order-{order.order_id}").describe()
+    assert runs == [description.run_id]
 
 
 async def test_flagged_order_waits_for_a_reviewer(stack: Stack) -> None:
