@@ -34,6 +34,6 @@ async def run_dispatcher(pool: asyncpg.Pool, interval_seconds: float) -> None:
         try:
             while await dispatch_once(pool):
                 pass
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("outbox dispatch paused: %s", exc)
         await asyncio.sleep(interval_seconds)
