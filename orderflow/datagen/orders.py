@@ -26,11 +26,14 @@ _CITIES = (
     ("FR", "Paris", "75001"),
     ("NL", "Amsterdam", "1011"),
 )
+# Share of demo orders whose payment failed: they are flagged for a reviewer.
+FAILED_PAYMENT_SHARE = 0.04
 _NAMES = ("Ann Lee", "Ben Okafor", "Chloé Martin", "Dara Novak", "Emil Berg", "Fatima Zahra")
 
 
 def demo_order(rng: random.Random, order_id: str, *, customers: int = 200) -> Order:
-    """One plausible order: a known customer, 1–3 lines, mostly domestic, captured payment."""
+    """One plausible order: a known customer, 1–3 lines, mostly domestic, a captured payment
+    (and now and then a failed one, so the risk team has something to review)."""
     n = rng.randrange(customers)
     name = _NAMES[n % len(_NAMES)]
     country, city, postal = _CITIES[0] if rng.random() < 0.7 else rng.choice(_CITIES)
@@ -60,7 +63,7 @@ def demo_order(rng: random.Random, order_id: str, *, customers: int = 200) -> Or
                 "method": "card",
                 "transaction_id": f"pay_{order_id}",
                 "amount": str(total),
-                "status": "captured",
+                "status": "failed" if rng.random() < FAILED_PAYMENT_SHARE else "captured",
             },
             "promo_code": "WINTER10" if rng.random() < 0.1 else None,
             "service_level": "express" if rng.random() < 0.2 else "standard",
