@@ -38,7 +38,7 @@ async def order_status_or_404(pool: asyncpg.Pool, order_id: str) -> str:
 
 
 @contextlib.contextmanager
-def workflow_errors_as_http(order_id: str, current_status: str) -> Iterator[None]:
+def workflow_errors_as_http(order_id: str) -> Iterator[None]:
     """Refused updates are 409s with the workflow's reason; a finished order is a 409 too."""
     try:
         yield

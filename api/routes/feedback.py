@@ -75,9 +75,9 @@ async def submit_feedback(
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> FeedbackReceipt:
-    current = await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(pool_of(request), order_id)
     key = body.request_key or idempotency_key or uuid.uuid4().hex
-    with workflow_errors_as_http(order_id, current):
+    with workflow_errors_as_http(order_id):
         receipt = await storefront_of(request).submit_feedback(
             order_id,
             FeedbackRequest(
@@ -112,8 +112,8 @@ async def confirm_receipt(
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
 ) -> ConfirmationResponse:
-    current = await order_status_or_404(pool_of(request), order_id)
-    with workflow_errors_as_http(order_id, current):
+    await order_status_or_404(pool_of(request), order_id)
+    with workflow_errors_as_http(order_id):
         view = await storefront_of(request).confirm_receipt(
             order_id, ReceiptConfirmation(by=who.actor)
         )
@@ -129,8 +129,8 @@ async def submit_review(
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
 ) -> ReviewReceipt:
-    current = await order_status_or_404(pool_of(request), order_id)
-    with workflow_errors_as_http(order_id, current):
+    await order_status_or_404(pool_of(request), order_id)
+    with workflow_errors_as_http(order_id):
         return await storefront_of(request).submit_review(
             order_id, ProductReview(rating=body.rating, comment=body.comment, by=who.actor)
         )

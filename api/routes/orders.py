@@ -200,5 +200,5 @@ async def cancel_order(
             refunded=await cancellation.refunded_amount(pool, order_id),
             released_lines=await cancellation.released_lines(pool, order_id),
         )
-    with workflow_errors_as_http(order_id, current):
+    with workflow_errors_as_http(order_id):
         return await storefront_of(request).cancel(order_id, body.reason, requested_by=who.actor)

@@ -61,8 +61,8 @@ async def warehouse_tasks(
 async def report_picked(
     order_id: str, request: Request, who: Annotated[Principal, Depends(require("warehouse"))]
 ) -> WarehouseReportResponse:
-    current = await order_status_or_404(pool_of(request), order_id)
-    with workflow_errors_as_http(order_id, current):
+    await order_status_or_404(pool_of(request), order_id)
+    with workflow_errors_as_http(order_id):
         view = await storefront_of(request).report_picked(order_id, PickedReport(by=who.actor))
     return WarehouseReportResponse(order_id=order_id, status=view.status)
 
@@ -75,7 +75,7 @@ async def report_packed(
     who: Annotated[Principal, Depends(require("warehouse"))],
 ) -> WarehouseReportResponse:
     pool = pool_of(request)
-    current = await order_status_or_404(pool, order_id)
+    await order_status_or_404(pool, order_id)
     goods = await warehouse.goods_weight(pool, order_id)
     if (
         goods is not None
@@ -86,7 +86,7 @@ async def report_packed(
             f"weight {body.weight_kg} kg is implausible for goods of {goods:.3f} kg "
             f"(expected {goods * _MIN_FACTOR:.2f}–{goods * _MAX_FACTOR + _MAX_PACKAGING_KG:.2f} kg)",
         )
-    with workflow_errors_as_http(order_id, current):
+    with workflow_errors_as_http(order_id):
         view = await storefront_of(request).report_packed(
             order_id, PackedReport(weight_kg=body.weight_kg, by=who.actor)
         )
