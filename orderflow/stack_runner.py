@@ -54,8 +54,8 @@ async def _register_external(settings: Settings, address: str) -> None:
 
 async def ensure_schedules(settings: Settings, address: str) -> None:
     """The daily replenishment and the weekly KPI snapshot (idempotent)."""
-    from orderflow.commands.replenish import ensure_replenishment_schedule
     from starter.kpi_schedule import ensure_kpi_schedule
+    from starter.replenishment import ensure_replenishment_schedule
 
     client = await connect_temporal(settings, address)
     await ensure_replenishment_schedule(client, settings)

@@ -1,8 +1,8 @@
 """`orderflow replenish`: the scheduled replenishment run (forecast, reorder points, purchase
 requests): create its Temporal Schedule, run it now, or load a demo sales history.
 
-`ensure_replenishment_schedule` is also what `orderflow up` calls: creating the schedule is
-idempotent, an existing one is left as it is.
+Starting the runs is `starter/replenishment.py`'s job; `orderflow up` creates the same
+schedule through it.
 """
 
 from __future__ import annotations
@@ -16,72 +16,17 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.client import (
     Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
 )
 
-from orderflow.models.replenishment import ReplenishmentInput, ReplenishmentReport
+from orderflow.models.replenishment import ReplenishmentReport
 from orderflow.settings import Settings, get_settings
-from workflows.replenishment import ReplenishmentWorkflow
+from starter.replenishment import ensure_replenishment_schedule, run_replenishment, scheduled_input
 
 app = typer.Typer(
     help="Demand forecast and replenishment: schedule, run now, demo sales history.",
     no_args_is_help=True,
 )
 console = Console()
-
-
-def scheduled_input(settings: Settings) -> ReplenishmentInput:
-    return ReplenishmentInput(
-        parameters=settings.replenishment.parameters(),
-        batch_size=settings.replenishment.batch_size,
-    )
-
-
-async def ensure_replenishment_schedule(
-    client: Client,
-    settings: Settings,
-    *,
-    schedule_id: str | None = None,
-    workflow_input: ReplenishmentInput | None = None,
-) -> bool:
-    """Create the replenishment schedule unless it exists; True when this call created it."""
-    schedule_id = schedule_id or settings.replenishment.schedule_id
-    try:
-        await client.create_schedule(
-            schedule_id,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    ReplenishmentWorkflow.run,
-                    workflow_input or scheduled_input(settings),
-                    id=f"{schedule_id}-run",
-                    task_queue=settings.task_queue,
-                ),
-                spec=ScheduleSpec(cron_expressions=[settings.replenishment.schedule_cron]),
-                # A run still going when the next is due finishes first; none piles up.
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            ),
-        )
-    except ScheduleAlreadyRunningError:
-        return False
-    return True
-
-
-async def run_replenishment(
-    client: Client, settings: Settings, workflow_input: ReplenishmentInput
-) -> ReplenishmentReport:
-    """One replenishment run now, waited for."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return await client.execute_workflow(
-        ReplenishmentWorkflow.run,
-        workflow_input,
-        id=f"replenishment-manual-{stamp}",
-        task_queue=settings.task_queue,
-    )
 
 
 async def _client(settings: Settings) -> Client:

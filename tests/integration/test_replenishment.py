@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from activities.inventory import InventoryActivities
 from db.repositories import sales
 from orderflow.cli import app
-from orderflow.commands.replenish import ensure_replenishment_schedule, run_replenishment
 from orderflow.models import OrderPolicy
 from orderflow.models.replenishment import (
     ReplenishmentInput,
@@ -29,6 +28,7 @@ from orderflow.models.replenishment import (
     ReplenishmentReport,
 )
 from orderflow.settings import get_settings
+from starter.replenishment import ensure_replenishment_schedule, run_replenishment
 from tests.integration.inventory_support import new_sku, open_requests, record_orders, stock
 from tests.servers import Stack, running_stack
 
