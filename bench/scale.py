@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from temporalio.client import Client
 
+from bench.measure import capture_core_warnings
 from bench.orders import bench_order, provision_stock
 from bench.servers import OrderSide, Servers, embedded_servers, order_side, prepare
 from db.pool import create_pool
@@ -45,6 +46,8 @@ from stack.supervisor import free_port
 PACKED_WEIGHT_KG = 0.8
 PICKING = "PICKING"
 COMPLETED = "COMPLETED"
+# The SDK core's warning when the server no longer knows a task it completes: it timed out.
+TASK_NOT_FOUND = "Task not found when completing"
 
 
 class ScaleOptions(BaseModel):
@@ -74,6 +77,11 @@ class ScaleReport(BaseModel):
     sample_completed: int
     sample_size: int = 0
     sample_seconds: float = 0.0
+    seconds_placing: float = 0.0
+    # Workflow tasks the SDK core reported as taking over 5 seconds, and task completions the
+    # server refused because the task had already timed out (and was handed out again).
+    slow_workflow_tasks: int = 0
+    timed_out_workflow_tasks: int = 0
     gc_objects_start: int = 0
     gc_objects_half: int = 0
     gc_objects_all: int = 0
@@ -143,10 +151,14 @@ class Scale:
             console=self.console,
         )
 
-    async def _to_picking(self, side: OrderSide, order_ids: list[str]) -> tuple[float, float, int]:
-        """Place every order; seconds until all are PICKING, RSS and gc objects at half."""
+    async def _to_picking(
+        self, side: OrderSide, order_ids: list[str]
+    ) -> tuple[float, float, float, int]:
+        """Place every order. Seconds until all are placed and until all are PICKING; RSS
+        and gc objects when half are PICKING."""
         opts = self.options
         half: tuple[float, int] | None = None
+        placed_after: float | None = None
         started = time.perf_counter()
         with self._progress() as progress:
             placing = asyncio.create_task(
@@ -161,8 +173,10 @@ class Scale:
                     half = (_rss_mb(), _gc_objects())
                 if picking == opts.orders:
                     break
-                if placing.done() and placing.exception() is not None:
+                if placing.done():
                     placing.result()
+                    if placed_after is None:
+                        placed_after = time.perf_counter() - started
                 if time.monotonic() > deadline:
                     counts = await _status_counts(side.pool, order_ids)
                     raise ScaleError(
@@ -173,7 +187,7 @@ class Scale:
             seconds = time.perf_counter() - started
             await placing
         assert half is not None
-        return seconds, *half
+        return (placed_after or seconds), seconds, *half
 
     async def _running_in_visibility(self, client: Client) -> int:
         """Runs visibility lists as running in PICKING on this run's queue, once it settles."""
@@ -249,7 +263,7 @@ class Scale:
                 f"placing {opts.orders} orders, {opts.concurrency} at a time, "
                 f"worker cache {opts.cache} (RSS {rss_start} MB)"
             )
-            seconds, rss_half, gc_half = await self._to_picking(side, order_ids)
+            placing, seconds, rss_half, gc_half = await self._to_picking(side, order_ids)
             rss_all, gc_all = _rss_mb(), _gc_objects()
             self.console.print(
                 f"all {opts.orders} PICKING after {seconds:.1f}s (RSS {rss_all} MB); "
@@ -265,6 +279,7 @@ class Scale:
             orders=opts.orders,
             cache=opts.cache,
             seconds_to_picking=round(seconds, 2),
+            seconds_placing=round(placing, 2),
             rss_mb_start=rss_start,
             rss_mb_half=rss_half,
             rss_mb_all=rss_all,
@@ -286,6 +301,9 @@ def render(r: ScaleReport) -> Table:
     table.add_column("value", justify="right")
     table.add_row("seconds until all PICKING", f"{r.seconds_to_picking:,.1f} s")
     table.add_row("orders/s to PICKING", f"{r.orders / r.seconds_to_picking:,.1f}")
+    table.add_row("seconds to place all", f"{r.seconds_placing:,.1f} s")
+    table.add_row("workflow tasks over 5 s", f"{r.slow_workflow_tasks:,}")
+    table.add_row("workflow tasks timed out (handed out again)", f"{r.timed_out_workflow_tasks:,}")
     table.add_section()
     table.add_row("worker process RSS before placing", f"{r.rss_mb_start:,.1f} MB")
     table.add_row("… at half PICKING", f"{r.rss_mb_half:,.1f} MB")
@@ -307,11 +325,22 @@ def render(r: ScaleReport) -> Table:
 
 def run_scale(options: ScaleOptions, settings: Settings, console: Console) -> ScaleReport:
     """Start the servers `settings` does not name, run the benchmark, stop them again."""
+    warnings = capture_core_warnings()
     with embedded_servers(settings) as servers:
         console.print(
             f"servers: Temporal {servers.temporal_address}, PostgreSQL {servers.database_url}"
         )
-        return asyncio.run(Scale(options, settings, servers, console).run())
+        result = asyncio.run(Scale(options, settings, servers, console).run())
+    timed_out = sum(n for m, n in warnings.others.items() if TASK_NOT_FOUND in m)
+    for message, count in warnings.others.most_common(5):
+        if TASK_NOT_FOUND not in message:
+            console.print(f"SDK core warning ({count}x): {message}")
+    return result.model_copy(
+        update={
+            "slow_workflow_tasks": warnings.slow_workflow_tasks,
+            "timed_out_workflow_tasks": timed_out,
+        }
+    )
 
 
 app = typer.Typer(add_completion=False, help=__doc__)
