@@ -43,6 +43,8 @@ def _worker_process(stack: Stack, log_dir: Path) -> ManagedProcess:
         "ORDERFLOW_CARRIER_API_URL": s.carrier_api_url,
         "ORDERFLOW_CARRIER_WEBHOOK_BASE_URL": s.carrier_webhook_base_url,
         "ORDERFLOW_OUTBOX_INTERVAL_SECONDS": "0.2",
+        # The same risk configuration as the test stack's own worker.
+        "ORDERFLOW_RISK_FLAG_THRESHOLD": str(s.risk_flag_threshold),
     }
     return ManagedProcess(
         "worker", [sys.executable, "-m", "orderflow.cli", "worker"], log_dir / "worker.log", env
