@@ -180,16 +180,11 @@ class FulfilmentActivities:
                 # Whatever logistics was chasing has arrived.
                 await delivery.resolve_follow_ups(conn, data.order_id, "delivered")
                 await delivery.mark_found(conn, data.order_id)
-                email = await conn.fetchval(
-                    "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
-                )
-                await notifications.enqueue(
+                await notifications.email_customer(
                     conn,
                     key=f"{data.order_id}:delivered",
                     order_id=data.order_id,
                     kind="delivered",
-                    channel="email",
-                    recipient=email,
                     subject=f"Order {data.order_id} was delivered",
                     body="Your parcel was delivered. Tell us if anything is wrong.",
                 )
@@ -209,16 +204,11 @@ class FulfilmentActivities:
             )
             if recorded is None:
                 return
-            email = await conn.fetchval(
-                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
-            )
-            await notifications.enqueue(
+            await notifications.email_customer(
                 conn,
                 key=f"{data.order_id}:review_invitation",
                 order_id=data.order_id,
                 kind="review_invitation",
-                channel="email",
-                recipient=email,
                 subject=f"How was your order {data.order_id}?",
                 body="We would love to hear what you think: rate your order from 1 to 5.",
             )
@@ -302,16 +292,11 @@ class FulfilmentActivities:
                 subject=f"Ticket {receipt.ticket_id} ({receipt.category}) on order {data.order_id}",
                 body=request.message,
             )
-            email = await conn.fetchval(
-                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
-            )
-            await notifications.enqueue(
+            await notifications.email_customer(
                 conn,
                 key=f"{data.order_id}:feedback:{receipt.ticket_id}:customer",
                 order_id=data.order_id,
                 kind="feedback_acknowledged",
-                channel="email",
-                recipient=email,
                 subject=f"We received your message about order {data.order_id}",
                 body=f"Your ticket number is {receipt.ticket_id}; our {department.replace('_', ' ')} "
                 "team will answer.",

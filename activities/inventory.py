@@ -98,21 +98,16 @@ class InventoryActivities:
             )
             if recorded is None:
                 return
-            email = await conn.fetchval(
-                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
-            )
             offer = (
                 " If you prefer, you can cancel the order at no cost."
                 if data.offer_cancellation
                 else ""
             )
-            await notifications.enqueue(
+            await notifications.email_customer(
                 conn,
                 key=f"{data.order_id}:backorder_reminder:{data.reminder_no}",
                 order_id=data.order_id,
                 kind="backorder_reminder",
-                channel="email",
-                recipient=email,
                 subject=f"Order {data.order_id}: still waiting for stock",
                 body="Your order is waiting for goods from our supplier." + offer,
             )

@@ -212,16 +212,11 @@ class ShippingActivities:
                 escalated=data.escalate,
                 carrier_status=carrier_status,
             )
-            email = await conn.fetchval(
-                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
-            )
-            await notifications.enqueue(
+            await notifications.email_customer(
                 conn,
                 key=f"{data.order_id}:late:{suffix}",
                 order_id=data.order_id,
                 kind="delivery_delayed",
-                channel="email",
-                recipient=email,
                 subject=f"Order {data.order_id} is running late",
                 body="Your parcel has not arrived when expected. We are on it with the carrier.",
             )
@@ -353,16 +348,11 @@ class ShippingActivities:
                 subject=f"Parcel of order {data.order_id} is lost: reship or refund",
                 body=f"{data.carrier} {data.tracking_number}: {data.reason}.",
             )
-            email = await conn.fetchval(
-                "SELECT customer_email FROM orders WHERE order_id = $1", data.order_id
-            )
-            await notifications.enqueue(
+            await notifications.email_customer(
                 conn,
                 key=f"{data.order_id}:lost:{data.case_no}:customer",
                 order_id=data.order_id,
                 kind="parcel_lost",
-                channel="email",
-                recipient=email,
                 subject=f"Order {data.order_id}: your parcel went missing",
                 body="The carrier cannot find your parcel. We will send a replacement or "
                 "refund you, and tell you which.",

@@ -49,3 +49,28 @@ async def claim_unsent(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Rec
            RETURNING id, order_id, kind, channel, recipient, subject""",
         limit,
     )
+
+
+async def email_customer(
+    conn: asyncpg.Connection,
+    *,
+    key: str,
+    order_id: str,
+    kind: str,
+    subject: str,
+    body: str,
+) -> bool:
+    """Queue an e-mail to the order's customer once (the address comes from the order)."""
+    email: str = await conn.fetchval(
+        "SELECT customer_email FROM orders WHERE order_id = $1", order_id
+    )
+    return await enqueue(
+        conn,
+        key=key,
+        order_id=order_id,
+        kind=kind,
+        channel="email",
+        recipient=email,
+        subject=subject,
+        body=body,
+    )
