@@ -39,7 +39,7 @@ _RETRY = RetryPolicy(
 class ReplenishmentWorkflow:
     @workflow.run
     async def run(self, data: ReplenishmentInput) -> ReplenishmentReport:
-        as_of = workflow.now().date()
+        as_of = data.as_of or workflow.now().date()
         info = workflow.info()
         run_key = f"{info.workflow_id}/{info.run_id}"
         skus: list[str] = (

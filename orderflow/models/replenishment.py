@@ -53,6 +53,8 @@ class ReplenishmentInput(BaseModel):
     # None: every active SKU with a stock row.
     skus: list[str] | None = None
     batch_size: int = Field(default=50, ge=1, le=1000)
+    # The planning day (history ends the day before); None: the run's own day (UTC).
+    as_of: date | None = None
 
 
 class PlanBatchInput(BaseModel):

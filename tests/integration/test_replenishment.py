@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -37,8 +37,10 @@ pytestmark = pytest.mark.integration
 PARAMETERS = ReplenishmentParameters(
     service_level=0.95, lead_time_days=7, review_period_days=1, history_days=120
 )
-# Monday-first weekday shape of the seeded demand.
+# Monday-first weekday shape of the seeded demand; a whole week sums to 7 (averages 1).
 WEEK = (0.8, 0.9, 0.9, 1.0, 1.1, 1.4, 0.9)
+# One planning day of each weekday: the forecast's horizon starts on a different day in each.
+PLANNING_DAYS = [date(2026, 6, 1) + timedelta(days=d) for d in range(7)]
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +49,23 @@ async def stack(temporal_env: WorkflowEnvironment, database_url: str) -> AsyncIt
         yield running
 
 
-async def _seed_sales(pool: asyncpg.Pool, sku: str, per_day: float, days: int = 120) -> None:
-    today = datetime.now(UTC).date()
+def _demand(per_day: float, day: date) -> float:
+    return per_day * WEEK[day.weekday()]
+
+
+def _seeded_demand(per_day: float, first: date, days: int) -> float:
+    """What the seeded shape sells over `days` days from `first`."""
+    return sum(_demand(per_day, first + timedelta(days=d)) for d in range(days))
+
+
+async def _seed_sales(
+    pool: asyncpg.Pool, sku: str, per_day: float, *, as_of: date, days: int = 120
+) -> None:
+    """`days` days of sales ending the day before `as_of`, in the weekly shape."""
     rows = []
     for back in range(1, days + 1):
-        day = today - timedelta(days=back)
-        rows.append((sku, day, round(per_day * WEEK[day.weekday()])))
+        day = as_of - timedelta(days=back)
+        rows.append((sku, day, round(_demand(per_day, day))))
     async with pool.acquire() as conn, conn.transaction():
         await sales.record_history(conn, rows)
 
@@ -62,15 +75,17 @@ def _plan(report: ReplenishmentReport, sku: str):  # type: ignore[no-untyped-def
     return plan
 
 
+@pytest.mark.parametrize("as_of", PLANNING_DAYS, ids=lambda d: d.strftime("%A"))
 async def test_forecast_sets_levels_and_raises_one_request_per_short_sku_and_only_once(
-    stack: Stack,
+    stack: Stack, as_of: date
 ) -> None:
     short = await new_sku(stack.pool, on_hand=20, prefix="RPL")
     ample = await new_sku(stack.pool, on_hand=1000, prefix="RPL")
     queued = await new_sku(stack.pool, on_hand=0, prefix="RPL")
     unsold = await new_sku(stack.pool, on_hand=3, reorder_point=7, order_up_to=9, prefix="RPL")
-    for sku, per_day in ((short, 10), (ample, 2), (queued, 10)):
-        await _seed_sales(stack.pool, sku, per_day)
+    per_day = {short: 10, ample: 2, queued: 10}
+    for sku, demand in per_day.items():
+        await _seed_sales(stack.pool, sku, demand, as_of=as_of)
     # A waiting order already opened a shortage request for the queued SKU.
     (waiting,) = await record_orders(stack.pool, [[(queued, 4)]])
     reservation = await InventoryActivities(stack.pool, stack.settings).reserve_stock(waiting)
@@ -79,16 +94,24 @@ async def test_forecast_sets_levels_and_raises_one_request_per_short_sku_and_onl
         (4, "shortage")
     ]
 
-    workflow_input = ReplenishmentInput(parameters=PARAMETERS, skus=[short, ample, queued, unsold])
+    workflow_input = ReplenishmentInput(
+        parameters=PARAMETERS, skus=[short, ample, queued, unsold], as_of=as_of
+    )
     report = await run_replenishment(stack.client, stack.settings, workflow_input)
 
+    assert report.as_of == as_of
     assert [p.sku for p in report.skipped] == [unsold]
     short_plan, ample_plan, queued_plan = (_plan(report, s) for s in (short, ample, queued))
     # The forecast learned the demand level: about 10 a day (the weekly shape averages 1).
     assert 9.0 < short_plan.mean_daily_demand < 11.5
     assert 1.5 < ample_plan.mean_daily_demand < 2.6
     for plan in (short_plan, ample_plan, queued_plan):
-        assert plan.reorder_point >= round(7 * plan.mean_daily_demand) - 1
+        # s covers the seven days of lead time, S also the review day after them, whichever
+        # weekday the horizon starts on (a unit's slack for the forecast's rounding).
+        lead_time = _seeded_demand(per_day[plan.sku], as_of, 7)
+        protection = _seeded_demand(per_day[plan.sku], as_of, 8)
+        assert plan.reorder_point >= lead_time - 1
+        assert plan.order_up_to >= protection - 1
         assert plan.order_up_to > plan.reorder_point
         level = await stock(stack.pool, plan.sku)
         assert (level["reorder_point"], level["order_up_to"]) == (
@@ -133,7 +156,8 @@ async def test_forecast_sets_levels_and_raises_one_request_per_short_sku_and_onl
 
 async def test_the_schedule_is_created_once_and_starts_real_runs(stack: Stack) -> None:
     sku = await new_sku(stack.pool, on_hand=0, prefix="RPL")
-    await _seed_sales(stack.pool, sku, 5)
+    # The scheduled run plans for its own day: the history ends the day before it.
+    await _seed_sales(stack.pool, sku, 5, as_of=datetime.now(UTC).date())
     schedule_id = f"replenishment-test-{uuid.uuid4().hex[:8]}"
     workflow_input = ReplenishmentInput(parameters=PARAMETERS, skus=[sku])
 
