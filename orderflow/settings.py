@@ -105,6 +105,35 @@ class Settings(BaseSettings):
     # Run the outbox dispatcher (sends queued e-mails and notices) inside each worker.
     outbox_dispatch: bool = True
     outbox_interval_seconds: float = 1.0
+    # A claimed row is the dispatcher's for this long; a crashed dispatcher's rows are
+    # taken over by another after it.
+    outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    # Failed sends retry with exponential backoff (base doubling up to max); after
+    # `outbox_max_attempts` the row is `failed` and waits for an admin's retry.
+    outbox_max_attempts: int = Field(default=8, ge=1)
+    outbox_backoff_seconds: float = Field(default=5.0, ge=0)
+    outbox_backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    outbox_batch_size: int = Field(default=50, ge=1, le=1000)
+
+    # E-mail over SMTP. The embedded stack runs its own mail server on smtp_port unless
+    # ORDERFLOW_SMTP_HOST points elsewhere.
+    smtp_host: str | None = None
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "orderflow <orders@orderflow.local>"
+    # The embedded mail server (simulators/mailserver.py): where it keeps what it receives,
+    # and the HTTP port on which `orderflow mail` and the mailbox page read it.
+    mail_simulator_host: str = "127.0.0.1"
+    mail_simulator_http_port: int = 8025
+    mailbox_url: str = "http://127.0.0.1:8025"
+
+    # Customers: the language of mails and pages when the order names none, and the public
+    # address of the API that customer mails link to (the order page).
+    default_locale: str = "en"
+    public_url: str = "http://localhost:8000"
 
     # Worker tuning
     worker_max_concurrent_activities: int = 200

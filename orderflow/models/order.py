@@ -27,6 +27,10 @@ Sku = Annotated[
 ]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+# A language tag such as `en`, `de` or `zh-CN`; one without templates falls back to English.
+Locale = Annotated[
+    str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 Channel = Literal["web", "mobile", "marketplace"]
@@ -45,6 +49,8 @@ class Customer(Strict):
     id: Identifier
     email: EmailStr
     name: Text
+    # The language of the customer's e-mails and order page; None: the shop's default.
+    locale: Locale | None = None
 
 
 class OrderItem(Strict):
