@@ -11,6 +11,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from orderflow.models import OrderStatus
 from orderflow.settings import Settings
 from starter.storefront import StorefrontClient
 
@@ -30,11 +31,17 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-async def order_status_or_404(pool: asyncpg.Pool, order_id: str) -> str:
-    current = await pool.fetchval("SELECT status FROM orders WHERE order_id = $1", order_id)
-    if current is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
-    return str(current)
+async def order_status_or_404(request: Request, order_id: str) -> str:
+    """The order's status in PostgreSQL; RECEIVED for an order placed a moment ago that no
+    worker has recorded yet (its workflow knows it); 404 for an order never placed."""
+    current = await pool_of(request).fetchval(
+        "SELECT status FROM orders WHERE order_id = $1", order_id
+    )
+    if current is not None:
+        return str(current)
+    if await storefront_of(request).placed_input(order_id) is not None:
+        return str(OrderStatus.RECEIVED)
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
 
 
 @contextlib.contextmanager

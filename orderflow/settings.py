@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_body_bytes: int = 64 * 1024
+    # How long a request waits for a worker to take a message (e.g. a cancel) before the
+    # API leaves it with the order as a durable request and answers 202 "pending".
+    api_update_wait_seconds: float = Field(default=10.0, gt=0)
     # role -> token; development mode also accepts `dev-<role>`.
     api_tokens: dict[str, str] = Field(default_factory=dict)
     # HMAC secrets per carrier code for the tracking webhook.

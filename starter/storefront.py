@@ -8,7 +8,7 @@ placement finds the existing workflow instead of starting a second one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
@@ -19,6 +19,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from orderflow import search_attributes as sa
 from orderflow.models import (
@@ -95,7 +96,7 @@ class StorefrontClient:
             return PlacedOrder(
                 order_id=order.order_id,
                 workflow_id=workflow_id,
-                status=(await self.get_status(order.order_id)).status,
+                status=await self.recorded_status(order.order_id),
                 created=False,
             )
         return PlacedOrder(
@@ -108,12 +109,52 @@ class StorefrontClient:
     async def get_status(self, order_id: str) -> OrderView:
         return await self.handle(order_id).query(OrderWorkflow.view)
 
+    async def recorded_status(self, order_id: str) -> OrderStatus:
+        """The status the order's workflow last published (its `OrderStatus` search
+        attribute): read from the server, so it answers while no worker runs."""
+        description = await self.handle(order_id).describe()
+        current = description.typed_search_attributes.get(sa.ORDER_STATUS)
+        return OrderStatus(current) if current else OrderStatus.RECEIVED
+
+    async def placed_input(self, order_id: str) -> OrderWorkflowInput | None:
+        """The order as it was placed, read from the start of its workflow's history: known
+        from the moment `place_order` returned, before any worker has run step 1 (and while
+        none runs at all). None when no such order was ever placed."""
+        try:
+            async for event in self.handle(order_id).fetch_history_events(page_size=1):
+                started = event.workflow_execution_started_event_attributes
+                (data,) = await self._client.data_converter.decode(
+                    started.input.payloads, [OrderWorkflowInput]
+                )
+                assert isinstance(data, OrderWorkflowInput)
+                return data
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return None
+
     async def cancel(
-        self, order_id: str, reason: str, *, requested_by: str = "customer"
+        self,
+        order_id: str,
+        reason: str,
+        *,
+        requested_by: str = "customer",
+        wait: timedelta | None = None,
     ) -> CancelResult:
+        """Cancel and wait for the undo. With `wait`, a cancel that no worker has taken by
+        then raises `WorkflowUpdateRPCTimeoutOrCancelledError`: leave it with the order
+        instead (`request_cancel`)."""
         return await self.handle(order_id).execute_update(
-            OrderWorkflow.cancel, CancelRequest(reason=reason, requested_by=requested_by)
+            OrderWorkflow.cancel,
+            CancelRequest(reason=reason, requested_by=requested_by),
+            rpc_timeout=wait,
         )
+
+    async def request_cancel(self, order_id: str, request: CancelRequest) -> None:
+        """Leave a cancel with the order without waiting for a worker: a signal is durable
+        in history at once and taken, exactly once, when a worker runs the order."""
+        await self.handle(order_id).signal(OrderWorkflow.request_cancel, request)
 
     # Operators' messages ---------------------------------------------------------------
     async def decide_review(self, order_id: str, decision: ReviewDecision) -> OrderView:

@@ -136,7 +136,12 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    env: WorkflowEnvironment, database_url: str, *, policy: OrderPolicy, with_worker: bool = True
+    env: WorkflowEnvironment,
+    database_url: str,
+    *,
+    policy: OrderPolicy,
+    with_worker: bool = True,
+    **overrides: Any,
 ) -> AsyncIterator[Stack]:
     api_port, sim_port = free_port(), free_port()
     settings = Settings(
@@ -154,7 +159,7 @@ async def running_stack(
         # ran before. At 60 only a failed payment or a blocked address flags an order on its
         # own; value and new-customer signals, which read that history, cannot.
         risk_flag_threshold=60.0,
-    )
+    ).model_copy(update=overrides)
     pool = await create_pool(database_url, min_size=2, max_size=settings.db_pool_max)
     storefront = StorefrontClient(env.client, task_queue=settings.task_queue, policy=policy)
     try:

@@ -730,21 +730,32 @@ class OrderWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
+        refusal = self._cancel_refusal()
+        if refusal is not None:
+            raise ApplicationError(refusal, type="WrongState", non_retryable=True)
+
+    def _cancel_refusal(self) -> str | None:
+        """Why a cancel cannot be taken now; None when it can (a repeat gets the same result)."""
         status = self._status or OrderStatus.RECEIVED
         if status == OrderStatus.CANCELLED or self._cancel_request is not None:
-            return  # a repeated cancel gets the same result
+            return None
         if self._shipping_started or status in SHIPPED_OR_LATER:
-            raise ApplicationError(
-                f"order {self._order.order_id} has already shipped and can no longer be cancelled",
-                type="WrongState",
-                non_retryable=True,
+            return (
+                f"order {self._order.order_id} has already shipped and can no longer be cancelled"
             )
         if status in TERMINAL_STATUSES:
-            raise ApplicationError(
-                f"order {self._order.order_id} is {status} and can no longer be cancelled",
-                type="WrongState",
-                non_retryable=True,
-            )
+            return f"order {self._order.order_id} is {status} and can no longer be cancelled"
+        return None
+
+    @workflow.signal
+    def request_cancel(self, request: CancelRequest) -> None:
+        """A cancel sent while no worker could answer it (the API answered "pending"): it is
+        durable in history and taken, by the same rules as the Update, when the order runs
+        again; one that comes too late is noted on the timeline instead."""
+        if self._cancel_refusal() is not None:
+            self._note("cancel refused", actor=request.requested_by, reason=request.reason)
+        elif self._cancel_request is None:
+            self._cancel_request = request
 
     @workflow.signal
     def stock_received(self, receipt: StockReceived) -> None:

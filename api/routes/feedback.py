@@ -75,7 +75,7 @@ async def submit_feedback(
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> FeedbackReceipt:
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     key = body.request_key or idempotency_key or uuid.uuid4().hex
     with workflow_errors_as_http(order_id):
         receipt = await storefront_of(request).submit_feedback(
@@ -99,7 +99,7 @@ async def order_tickets(
     request: Request,
     _: Annotated[Principal, Depends(require(*OPERATORS, customer=True))],
 ) -> list[Ticket]:
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     return [
         Ticket(order_id=order_id, **dict(r))
         for r in await feedback.tickets_of(pool_of(request), order_id)
@@ -112,7 +112,7 @@ async def confirm_receipt(
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
 ) -> ConfirmationResponse:
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         view = await storefront_of(request).confirm_receipt(
             order_id, ReceiptConfirmation(by=who.actor)
@@ -129,7 +129,7 @@ async def submit_review(
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
 ) -> ReviewReceipt:
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         return await storefront_of(request).submit_review(
             order_id, ProductReview(rating=body.rating, comment=body.comment, by=who.actor)

@@ -59,7 +59,7 @@ async def resolve_lost_parcel(
     who: Annotated[Principal, Depends(require("logistics", "admin"))],
 ) -> LostParcelOutcome:
     """Reship (replacement goods, a new booking) or refund (the order closes CANCELLED)."""
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         return await storefront_of(request).resolve_lost_parcel(
             order_id, LostParcelResolution(action=body.action, by=who.actor, note=body.note)
@@ -74,7 +74,7 @@ async def retry_booking(
     who: Annotated[Principal, Depends(require("logistics", "admin"))],
 ) -> RebookResponse:
     """Try the booking of a parcel no carrier took again (e.g. after a carrier was added)."""
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         view = await storefront_of(request).retry_booking(
             order_id, RebookRequest(by=who.actor, note=body.note)

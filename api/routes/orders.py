@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api.auth import OPERATORS, Principal, require
 from api.deps import (
-    order_status_or_404,
     pool_of,
     settings_of,
     storefront_of,
@@ -17,7 +19,7 @@ from api.deps import (
 )
 from db.repositories import cancellation, catalogue, events, orders
 from orderflow.access import customer_token
-from orderflow.models import CancelResult, Order, OrderStatus, Step
+from orderflow.models import CancelRequest, CancelResult, Order, OrderStatus, Step
 
 router = APIRouter(tags=["orders"])
 
@@ -130,22 +132,23 @@ async def get_order(
     pool = pool_of(request)
     row = await orders.order_summary(pool, order_id)
     if row is None:
-        # Accepted a moment ago and not yet written by step 1: the workflow knows it.
-        try:
-            view = await storefront_of(request).get_status(order_id)
-        except Exception as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found") from exc
+        # Accepted a moment ago and not yet written by step 1 (perhaps no worker is running):
+        # the start of its workflow's history holds the order as placed.
+        placed = await storefront_of(request).placed_input(order_id)
+        if placed is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
+        order = placed.order
         return OrderStatusResponse(
             order_id=order_id,
-            status=view.status,
+            status=OrderStatus.RECEIVED,
             order_type=None,
             department=None,
             risk_score=None,
             risk_reasons=[],
             flagged=False,
-            placed_at=None,
-            total=None,
-            currency=None,
+            placed_at=(order.placed_at or placed.received_at).isoformat(),
+            total=str(order.total),
+            currency=order.currency,
             carrier=None,
             tracking_number=None,
             expected_delivery=None,
@@ -183,15 +186,39 @@ async def get_order(
     )
 
 
-@router.post("/orders/{order_id}/cancel", response_model=CancelResult)
+class CancelPending(BaseModel):
+    order_id: str
+    status: str
+    cancellation: str = "pending"
+    detail: str
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=CancelResult,
+    responses={
+        202: {
+            "model": CancelPending,
+            "description": "no worker could take the cancel yet: it is recorded with the "
+            "order and takes effect, once, as soon as the order runs again",
+        }
+    },
+)
 async def cancel_order(
     order_id: str,
     body: CancelBody,
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", "admin", customer=True))],
-) -> CancelResult:
+) -> CancelResult | JSONResponse:
     pool = pool_of(request)
-    current = await order_status_or_404(pool, order_id)
+    storefront = storefront_of(request)
+    current = await orders.order_status(pool, order_id)
+    if current is None:
+        # Placed a moment ago; step 1 has not run. No worker may be running at all, so
+        # leave the cancel with the order rather than wait for one.
+        if await storefront.placed_input(order_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
+        return await _leave_cancel(request, order_id, OrderStatus.RECEIVED, body, who)
     if current == OrderStatus.CANCELLED:
         # A storefront retrying its cancel gets the same answer, even after the process ended.
         return CancelResult(
@@ -200,5 +227,26 @@ async def cancel_order(
             refunded=await cancellation.refunded_amount(pool, order_id),
             released_lines=await cancellation.released_lines(pool, order_id),
         )
+    wait = timedelta(seconds=settings_of(request).api_update_wait_seconds)
     with workflow_errors_as_http(order_id):
-        return await storefront_of(request).cancel(order_id, body.reason, requested_by=who.actor)
+        try:
+            return await storefront.cancel(order_id, body.reason, requested_by=who.actor, wait=wait)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            pass  # no worker took it in time
+    return await _leave_cancel(request, order_id, current, body, who)
+
+
+async def _leave_cancel(
+    request: Request, order_id: str, current: str, body: CancelBody, who: Principal
+) -> JSONResponse:
+    with workflow_errors_as_http(order_id):
+        await storefront_of(request).request_cancel(
+            order_id, CancelRequest(reason=body.reason, requested_by=who.actor)
+        )
+    pending = CancelPending(
+        order_id=order_id,
+        status=current,
+        detail=f"cancellation of order {order_id} is recorded and will be carried out as "
+        "soon as the order is processed again; its status will show CANCELLED",
+    )
+    return JSONResponse(pending.model_dump(), status_code=status.HTTP_202_ACCEPTED)

@@ -74,7 +74,7 @@ async def decide_review(
     decision = ReviewDecision(
         decision=body.decision, reviewer=body.reviewer or who.actor, note=body.note
     )
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         view = await storefront_of(request).decide_review(order_id, decision)
     return DecisionResponse(order_id=order_id, decision=body.decision, status=view.status)

@@ -321,7 +321,7 @@ async def order_event_stream(
     """The order's events as server-sent events (`event: order_event`, JSON data): its
     history first (or what followed `Last-Event-ID`), then each new event as it happens."""
     after = _last_id(last_event_id)
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     return _sse(_stream(request, order_id=order_id, after_id=after, replay=True))
 
 

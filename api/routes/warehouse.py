@@ -61,7 +61,7 @@ async def warehouse_tasks(
 async def report_picked(
     order_id: str, request: Request, who: Annotated[Principal, Depends(require("warehouse"))]
 ) -> WarehouseReportResponse:
-    await order_status_or_404(pool_of(request), order_id)
+    await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         view = await storefront_of(request).report_picked(order_id, PickedReport(by=who.actor))
     return WarehouseReportResponse(order_id=order_id, status=view.status)
@@ -75,7 +75,7 @@ async def report_packed(
     who: Annotated[Principal, Depends(require("warehouse"))],
 ) -> WarehouseReportResponse:
     pool = pool_of(request)
-    await order_status_or_404(pool, order_id)
+    await order_status_or_404(request, order_id)
     goods = await warehouse.goods_weight(pool, order_id)
     if (
         goods is not None

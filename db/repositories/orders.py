@@ -78,6 +78,13 @@ async def order_summary(
     )
 
 
+async def order_status(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM orders WHERE order_id = $1", order_id
+    )
+    return status
+
+
 async def order_exists(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM orders WHERE order_id = $1", order_id))
 
