@@ -19,6 +19,7 @@ from pathlib import Path
 
 from db.repositories import catalogue, inventory
 from orderflow.models import (
+    CancelRequest,
     Order,
     OrderPolicy,
     PackedReport,
@@ -80,6 +81,17 @@ async def cancelled_while_picking(stack: Stack) -> str:
     return order.order_id
 
 
+async def cancel_requested_before_recorded(stack: Stack) -> str:
+    """A cancel left with the order (the API's "pending" path) before step 1 has run."""
+    order = Order.model_validate(order_json())
+    await stack.storefront.place_order(order, policy=MANUAL)
+    await stack.storefront.request_cancel(
+        order.order_id, CancelRequest(reason="ordered by mistake", requested_by="storefront")
+    )
+    await wait_for_status(stack.pool, order.order_id, "CANCELLED")
+    return order.order_id
+
+
 async def backordered_then_received(stack: Stack) -> str:
     sku = f"SKU-REC-{uuid.uuid4().hex[:6].upper()}"
     async with stack.pool.acquire() as conn:
@@ -128,6 +140,7 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "flagged_then_rejected": flagged_then_rejected,
     "cancelled_while_picking": cancelled_while_picking,
     "backordered_then_received": backordered_then_received,
+    "cancel_requested_before_recorded": cancel_requested_before_recorded,
     "manual_path_feedback_and_review": manual_path_feedback_and_review,
 }
 
