@@ -104,6 +104,8 @@ class OrderSide:
     settings: Settings
     storefront: StorefrontClient
     pool: asyncpg.Pool
+    # The API as a storefront calls it (reading an order back after placing it).
+    api: httpx.AsyncClient
 
 
 @contextlib.asynccontextmanager
@@ -143,8 +145,15 @@ async def order_side(
         dispatcher = asyncio.create_task(
             run_dispatcher(worker_pool, settings.outbox_interval_seconds)
         )
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{settings.api_port}",
+                headers={"Authorization": f"Bearer {settings.token_for('storefront')}"},
+                timeout=30,
+            )
+        )
         try:
-            yield OrderSide(settings=settings, storefront=storefront, pool=api_pool)
+            yield OrderSide(settings=settings, storefront=storefront, pool=api_pool, api=api)
         finally:
             dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

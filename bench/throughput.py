@@ -80,6 +80,8 @@ class BenchReport(BaseModel):
     orders_per_s: float
     baseline_per_s: float
     ratio: float
+    readback_p50_ms: float | None
+    readback_p95_ms: float | None
     approved_p50_ms: float | None
     approved_p95_ms: float | None
     completed_p50_ms: float | None
@@ -223,13 +225,15 @@ class OrderKind:
         self.timeout = timeout
         self._placed = 0
 
-    async def one(self) -> tuple[str, datetime]:
+    async def one(self) -> tuple[str, datetime, float]:
         index = self._placed
         self._placed += 1
         placed_at = datetime.now(UTC)
+        started = time.perf_counter()
         order = bench_order(self.run_id, index, placed_at=placed_at)
         storefront = self.side.storefront
         await storefront.place_order(order)
+        readback_ms = await self._read_back(order.order_id, started)
         try:
             async with asyncio.timeout(self.timeout):
                 await storefront.handle(order.order_id).result()
@@ -240,15 +244,31 @@ class OrderKind:
                 f"order {order.order_id} did not complete within {self.timeout:.0f}s "
                 f"(status {status}); a benchmark order must take the fully automatic path"
             ) from None
-        return order.order_id, placed_at
+        return order.order_id, placed_at, readback_ms
 
-    async def latencies(self, samples: Sequence[tuple[str, datetime]]) -> dict[str, list[float]]:
-        """Placement to the APPROVED and COMPLETED events, from the order event table."""
+    async def _read_back(self, order_id: str, started: float) -> float:
+        """As a storefront does after placing: GET the order until it answers 200 (at once,
+        when placement reads its own writes); milliseconds from the start of placement."""
+        async with asyncio.timeout(self.timeout):
+            while True:
+                if (await self.side.api.get(f"/orders/{order_id}")).status_code == 200:
+                    return (time.perf_counter() - started) * 1000
+                await asyncio.sleep(0.01)
+
+    async def latencies(
+        self, samples: Sequence[tuple[str, datetime, float]]
+    ) -> dict[str, list[float]]:
+        """Placement to the first successful read-back, and to the APPROVED and COMPLETED
+        events (from the order event table)."""
         times = await status_times(
-            self.side.pool, [o for o, _ in samples], ["APPROVED", "COMPLETED"]
+            self.side.pool, [o for o, _, _ in samples], ["APPROVED", "COMPLETED"]
         )
-        latencies: dict[str, list[float]] = {"approved": [], "completed": []}
-        for order_id, placed_at in samples:
+        latencies: dict[str, list[float]] = {
+            "readback": [ms for _, _, ms in samples],
+            "approved": [],
+            "completed": [],
+        }
+        for order_id, placed_at, _ in samples:
             for status, name in (("APPROVED", "approved"), ("COMPLETED", "completed")):
                 at = times.get((order_id, status))
                 if at is None:
@@ -256,9 +276,9 @@ class OrderKind:
                 latencies[name].append((at - placed_at).total_seconds() * 1000)
         return latencies
 
-    async def shape(self, samples: Sequence[tuple[str, datetime]]) -> HistoryShape | None:
+    async def shape(self, samples: Sequence[tuple[str, datetime, float]]) -> HistoryShape | None:
         return await history_shape(
-            self.side.storefront.handle(o) for o, _ in samples[-PROFILED_RUNS:]
+            self.side.storefront.handle(o) for o, _, _ in samples[-PROFILED_RUNS:]
         )
 
 
@@ -382,6 +402,8 @@ def report(
         orders_per_s=round(orders.rate, 2),
         baseline_per_s=round(baseline.rate, 2),
         ratio=round(orders.rate / baseline.rate, 3) if baseline.rate else 0.0,
+        readback_p50_ms=orders.p("readback", 50),
+        readback_p95_ms=orders.p("readback", 95),
         approved_p50_ms=orders.p("approved", 50),
         approved_p95_ms=orders.p("approved", 95),
         completed_p50_ms=orders.p("completed", 50),
@@ -437,6 +459,11 @@ def render(result: BenchReport) -> Table:
         _fmt(r.baseline_per_s),
     )
     table.add_row("ratio orders/baseline", f"[bold]{r.ratio:.2f}[/]", "")
+    table.add_row(
+        "placement→first successful GET p50 / p95, loaded",
+        f"{_fmt(r.readback_p50_ms)} / {_fmt(r.readback_p95_ms)} ms",
+        "",
+    )
     table.add_row(
         "placement→approved p50 / p95, loaded",
         f"{_fmt(r.approved_p50_ms)} / {_fmt(r.approved_p95_ms)} ms",
