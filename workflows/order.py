@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SHIPPED_OR_LATER,
         STEP_OF_STATUS,
         TERMINAL_STATUSES,
+        Awaiting,
         CancelRequest,
         CancelResult,
         Classification,
@@ -120,6 +121,7 @@ PATCH_LOST_PARCEL = "lost-parcel-resolution"
 PATCH_AFTERCARE = "receipt-complaints-review-window"
 PATCH_CONTINUE_AS_NEW = "continue-as-new-after-shipment"
 PATCH_OFFER_ON_TIME = "backorder-cancellation-offer-on-time"
+PATCH_CARRY_BOOKING_HOLDS = "continue-as-new-carries-booking-holds"
 
 
 class OrderCancelled(Exception):
@@ -136,7 +138,7 @@ class OrderWorkflow:
         self._timeline: list[TimelineEntry] = []
         self._classification: Classification | None = None
         self._assessment: RiskAssessment | None = None
-        self._awaiting: str | None = None
+        self._awaiting: Awaiting | None = None
         self._decision: ReviewDecision | None = None
         self._review_recorded = False
         self._stock_signals = 0
@@ -233,7 +235,7 @@ class OrderWorkflow:
             return True
 
         self._set_status(OrderStatus.PENDING_REVIEW, score=assessment.score)
-        self._awaiting = "review_decision"
+        self._awaiting = Awaiting.REVIEW_DECISION
         timed_out = False
         if not await self._wait(lambda: self._decision is not None, self._policy.review_sla):
             await self._local(ActivityName.ESCALATE_REVIEW, OrderRef(order_id=self._order.order_id))
@@ -276,7 +278,7 @@ class OrderWorkflow:
                 break
             if self._status != OrderStatus.BACKORDERED:
                 self._set_status(OrderStatus.BACKORDERED, shortages=outcome.shortages)
-            self._awaiting = "stock"
+            self._awaiting = Awaiting.STOCK
             interval = self._policy.backorder_reminder_interval
             until_offer = self._policy.backorder_cancel_offer_after - waited
             if timedelta(0) < until_offer < interval and workflow.patched(PATCH_OFFER_ON_TIME):
@@ -314,7 +316,7 @@ class OrderWorkflow:
             await self._sleep(self._policy.auto_pick_delay)
             self._picked = self._picked or PickedReport(by="auto-warehouse")
         else:
-            self._awaiting = "picked"
+            self._awaiting = Awaiting.PICKED
             if not await self._wait(lambda: self._picked is not None, self._policy.pick_sla):
                 await self._local(ActivityName.NOTIFY_PICK_OVERDUE, OrderRef(order_id=order_id))
                 await self._wait(lambda: self._picked is not None, None)
@@ -331,7 +333,7 @@ class OrderWorkflow:
             await self._sleep(self._policy.auto_pack_delay)
             by, weight = "auto-warehouse", None
         else:
-            self._awaiting = "packed"
+            self._awaiting = Awaiting.PACKED
             await self._wait(lambda: self._packed is not None, None)
             assert self._packed is not None
             by, weight = self._packed.by, self._packed.weight_kg
@@ -398,7 +400,7 @@ class OrderWorkflow:
         )
         self._note("booking refused", reason=reason)
         self._booking_outcomes += 1
-        self._awaiting = "carrier_booking"
+        self._awaiting = Awaiting.CARRIER_BOOKING
         seen = self._rebook_requests
         # Cancellable only before the first shipment: the cancel validator refuses later.
         await self._wait(lambda: self._rebook_requests > seen, None)
@@ -421,7 +423,7 @@ class OrderWorkflow:
                 if self._lost_reason is not None:
                     break
                 await self._continue_as_new_if_long()
-                self._awaiting = "delivery"
+                self._awaiting = Awaiting.DELIVERY
                 timeout = max(self._follow_up_at - workflow.now(), timedelta(0))
                 if await self._wait(lambda: bool(self._tracking_inbox), timeout, cancellable=False):
                     continue
@@ -496,7 +498,7 @@ class OrderWorkflow:
         )
         self._note("parcel lost: logistics resolves", reason=self._lost_reason, case=case_no)
         while True:
-            self._awaiting = "lost_parcel_resolution"
+            self._awaiting = Awaiting.LOST_PARCEL_RESOLUTION
             await workflow.wait_condition(
                 lambda: self._resolution is not None or bool(self._tracking_inbox)
             )
@@ -589,14 +591,14 @@ class OrderWorkflow:
         def confirmed() -> bool:
             return self._receipt_confirmed is not None
 
-        self._awaiting = "receipt_confirmation"
+        self._awaiting = Awaiting.RECEIPT_CONFIRMATION
         if self._policy.quiet_period > timedelta(0):
             try:
                 await workflow.wait_condition(confirmed, timeout=self._policy.quiet_period)
             except TimeoutError:
                 pass
         if not confirmed() and self._holding_tickets:
-            self._awaiting = "complaint_resolution"
+            self._awaiting = Awaiting.COMPLAINT_RESOLUTION
             self._note("completion held by open complaints", tickets=sorted(self._holding_tickets))
             await workflow.wait_condition(lambda: confirmed() or not self._holding_tickets)
         self._awaiting = None
@@ -604,7 +606,7 @@ class OrderWorkflow:
 
     async def _review_window(self) -> None:
         self._review_open = True
-        self._awaiting = "review"
+        self._awaiting = Awaiting.REVIEW
         if self._policy.review_window > timedelta(0):
             await workflow.sleep(self._policy.review_window)
         self._review_open = False
@@ -649,6 +651,8 @@ class OrderWorkflow:
             follow_up_at=self._follow_up_at,
             holding_tickets=sorted(self._holding_tickets),
             runs=self._runs + 1,
+            # Runs that continued before this was carried numbered later holds from 1 again.
+            booking_holds=self._booking_holds if workflow.patched(PATCH_CARRY_BOOKING_HOLDS) else 0,
         )
 
     def _resume(self, carried: CarriedState) -> None:
@@ -672,6 +676,7 @@ class OrderWorkflow:
         self._follow_up_at = carried.follow_up_at
         self._holding_tickets = set(carried.holding_tickets)
         self._runs = carried.runs
+        self._booking_holds = carried.booking_holds
 
     async def _undo(self) -> None:
         request = self._cancel_request
@@ -712,7 +717,7 @@ class OrderWorkflow:
 
     @decide_review.validator
     def _validate_decision(self, decision: ReviewDecision) -> None:
-        if self._awaiting != "review_decision" or self._decision is not None:
+        if self._awaiting != Awaiting.REVIEW_DECISION or self._decision is not None:
             raise ApplicationError(
                 f"order {self._order.order_id} awaits no review decision "
                 f"(status {self._status or OrderStatus.RECEIVED})",
@@ -772,7 +777,7 @@ class OrderWorkflow:
 
     @report_picked.validator
     def _validate_picked(self, report: PickedReport) -> None:
-        if self._awaiting != "picked" or self._picked is not None:
+        if self._awaiting != Awaiting.PICKED or self._picked is not None:
             raise self._wrong_state("is not waiting to be picked")
 
     @workflow.update
@@ -785,10 +790,10 @@ class OrderWorkflow:
 
     @report_packed.validator
     def _validate_packed(self, report: PackedReport) -> None:
-        if self._awaiting != "packed" or self._packed is not None:
+        if self._awaiting != Awaiting.PACKED or self._packed is not None:
             reason = (
                 "has not been picked yet"
-                if self._awaiting == "picked"
+                if self._awaiting == Awaiting.PICKED
                 else "is not waiting to be packed"
             )
             raise self._wrong_state(reason)
@@ -799,16 +804,6 @@ class OrderWorkflow:
             type="WrongState",
             non_retryable=True,
         )
-
-    @workflow.signal
-    def picked(self, report: PickedReport) -> None:
-        if self._awaiting == "picked" and self._picked is None:
-            self._picked = report
-
-    @workflow.signal
-    def packed(self, report: PackedReport) -> None:
-        if self._awaiting == "packed" and self._packed is None:
-            self._packed = report
 
     @workflow.signal
     def tracking_event(self, update: TrackingUpdate) -> None:
@@ -833,7 +828,7 @@ class OrderWorkflow:
 
     @retry_booking.validator
     def _validate_retry_booking(self, request: RebookRequest) -> None:
-        if self._awaiting != "carrier_booking":
+        if self._awaiting != Awaiting.CARRIER_BOOKING:
             raise self._wrong_state("is not waiting for a carrier booking")
 
     @workflow.update
@@ -852,7 +847,7 @@ class OrderWorkflow:
 
     @resolve_lost_parcel.validator
     def _validate_resolution(self, resolution: LostParcelResolution) -> None:
-        if self._awaiting != "lost_parcel_resolution" or self._resolution is not None:
+        if self._awaiting != Awaiting.LOST_PARCEL_RESOLUTION or self._resolution is not None:
             raise self._wrong_state("has no lost parcel awaiting a resolution")
 
     @workflow.update

@@ -23,6 +23,7 @@ from orderflow.models.status import (
     SHIPPED_OR_LATER,
     STEP_OF_STATUS,
     TERMINAL_STATUSES,
+    Awaiting,
     OrderStatus,
     Step,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "STEP_OF_STATUS",
     "TERMINAL_STATUSES",
     "Address",
+    "Awaiting",
     "CancelRequest",
     "CancelResult",
     "Classification",

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from orderflow.models.order import Order, Sku, Strict
 from orderflow.models.policy import OrderPolicy
-from orderflow.models.status import OrderStatus
+from orderflow.models.status import Awaiting, OrderStatus
 
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -127,7 +127,7 @@ class OrderView(BaseModel):
     risk_score: float | None = None
     risk_reasons: list[RiskReason] = Field(default_factory=list)
     flagged: bool = False
-    awaiting: str | None = None
+    awaiting: Awaiting | None = None
     tracking_number: str | None = None
     carrier: str | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
@@ -215,6 +215,8 @@ class CarriedState(Strict):
     follow_up_at: datetime | None = None
     holding_tickets: list[str] = Field(default_factory=list)
     runs: int = 1
+    # Refused bookings so far: each hold's event key is numbered by it.
+    booking_holds: int = 0
 
 
 OrderWorkflowInput.model_rebuild()

@@ -23,6 +23,22 @@ class OrderStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class Awaiting(StrEnum):
+    """What a running order waits for now: the guard of each person's message (a decision
+    is taken only while the order awaits it) and the label operators see."""
+
+    REVIEW_DECISION = "review_decision"
+    STOCK = "stock"
+    PICKED = "picked"
+    PACKED = "packed"
+    CARRIER_BOOKING = "carrier_booking"
+    DELIVERY = "delivery"
+    LOST_PARCEL_RESOLUTION = "lost_parcel_resolution"
+    RECEIPT_CONFIRMATION = "receipt_confirmation"
+    COMPLAINT_RESOLUTION = "complaint_resolution"
+    REVIEW = "review"
+
+
 TERMINAL_STATUSES = frozenset({OrderStatus.COMPLETED, OrderStatus.REJECTED, OrderStatus.CANCELLED})
 
 # Once the parcel has left, a cancel is refused.
