@@ -90,7 +90,9 @@ class CancellationActivities:
                 actor=request.requested_by,
                 details={"reason": request.reason},
             )
-            await payments.tell_customer_closed(conn, order_id, reason=reason)
+            await payments.tell_customer_closed(
+                conn, self._settings, order_id, cause="request", reason=request.reason
+            )
         return CancelResult(
             order_id=order_id,
             status=OrderStatus.CANCELLED,

@@ -75,15 +75,12 @@ class FulfilmentActivities:
                 kind="pick_task_overdue",
             )
             if recorded is not None:
-                await notifications.enqueue(
+                await notifications.notify_department(
                     conn,
+                    department="warehouse",
                     key=f"{ref.order_id}:pick_overdue",
                     order_id=ref.order_id,
                     kind="pick_task_overdue",
-                    channel="department",
-                    recipient=await notifications.department_lead(conn, "warehouse"),
-                    subject=f"Pick task for order {ref.order_id} is overdue",
-                    body="The task has waited longer than its SLA.",
                 )
 
     @activity.defn(name=ActivityName.RECORD_PICKED)
@@ -182,11 +179,10 @@ class FulfilmentActivities:
                 await delivery.mark_found(conn, data.order_id)
                 await notifications.email_customer(
                     conn,
+                    self._settings,
                     key=f"{data.order_id}:delivered",
                     order_id=data.order_id,
                     kind="delivered",
-                    subject=f"Order {data.order_id} was delivered",
-                    body="Your parcel was delivered. Tell us if anything is wrong.",
                 )
 
     # Step 8 ---------------------------------------------------------------------------
@@ -206,11 +202,10 @@ class FulfilmentActivities:
                 return
             await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{data.order_id}:review_invitation",
                 order_id=data.order_id,
                 kind="review_invitation",
-                subject=f"How was your order {data.order_id}?",
-                body="We would love to hear what you think: rate your order from 1 to 5.",
             )
 
     @activity.defn(name=ActivityName.RECORD_PRODUCT_REVIEW)
@@ -282,23 +277,25 @@ class FulfilmentActivities:
                     "holds_completion": receipt.holds_completion,
                 },
             )
-            await notifications.enqueue(
+            ticket_facts = {
+                "ticket_id": receipt.ticket_id,
+                "message": request.message,
+                "holds_completion": receipt.holds_completion,
+            }
+            await notifications.notify_department(
                 conn,
+                department=department,
                 key=f"{data.order_id}:feedback:{receipt.ticket_id}:department",
                 order_id=data.order_id,
                 kind="feedback_ticket",
-                channel="department",
-                recipient=await notifications.department_lead(conn, department),
-                subject=f"Ticket {receipt.ticket_id} ({receipt.category}) on order {data.order_id}",
-                body=request.message,
+                context={**ticket_facts, "category": receipt.category},
             )
             await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{data.order_id}:feedback:{receipt.ticket_id}:customer",
                 order_id=data.order_id,
                 kind="feedback_acknowledged",
-                subject=f"We received your message about order {data.order_id}",
-                body=f"Your ticket number is {receipt.ticket_id}; our {department.replace('_', ' ')} "
-                "team will answer.",
+                context={**ticket_facts, "department": department},
             )
         return receipt

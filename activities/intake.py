@@ -60,16 +60,13 @@ class IntakeActivities:
                     "lines": len(order.items),
                 },
             )
-            await notifications.enqueue(
+            # The order's rows were written above: the confirmation lists them from there.
+            await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{order.order_id}:confirmation",
                 order_id=order.order_id,
                 kind="order_confirmation",
-                channel="email",
-                recipient=str(order.customer.email),
-                subject=f"Your order {order.order_id} is confirmed",
-                body=f"Thank you, {order.customer.name}. We received your order of "
-                f"{order.total} {order.currency} and will keep you posted.",
             )
 
     # Step 2 ---------------------------------------------------------------------------
@@ -102,14 +99,12 @@ class IntakeActivities:
                 await orders.set_classification(
                     conn, order.order_id, result.order_type, result.department
                 )
-                await notifications.enqueue(
+                await notifications.notify_department(
                     conn,
+                    department=result.department,
                     key=f"{order.order_id}:assigned",
                     order_id=order.order_id,
                     kind="department_assignment",
-                    channel="department",
-                    recipient=await notifications.department_lead(conn, result.department),
-                    subject=f"Order {order.order_id} ({result.order_type}) assigned to {result.department}",
-                    body=f"Rule: {result.rule}.",
+                    context={"order_type": result.order_type, "rule": result.rule},
                 )
         return result

@@ -70,15 +70,13 @@ class InventoryActivities:
                 details={"shortages": attempt.shortages},
             )
             if recorded is not None:
-                await notifications.enqueue(
+                await notifications.email_customer(
                     conn,
+                    self._settings,
                     key=f"{order.order_id}:backordered",
                     order_id=order.order_id,
                     kind="backorder_notice",
-                    channel="email",
-                    recipient=str(order.customer.email),
-                    subject=f"Order {order.order_id}: some items are on their way to us",
-                    body="We have ordered more stock and will ship as soon as it arrives.",
+                    context={"shortages": attempt.shortages},
                 )
             return ReservationOutcome(reserved=False, shortages=attempt.shortages)
 
@@ -98,16 +96,14 @@ class InventoryActivities:
             )
             if recorded is None:
                 return
-            offer = (
-                " If you prefer, you can cancel the order at no cost."
-                if data.offer_cancellation
-                else ""
-            )
             await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{data.order_id}:backorder_reminder:{data.reminder_no}",
                 order_id=data.order_id,
                 kind="backorder_reminder",
-                subject=f"Order {data.order_id}: still waiting for stock",
-                body="Your order is waiting for goods from our supplier." + offer,
+                context={
+                    "reminder_no": data.reminder_no,
+                    "offer_cancellation": data.offer_cancellation,
+                },
             )

@@ -12,11 +12,17 @@ pass `idempotency_key` on as its `Idempotency-Key` header.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel
 
 from db.repositories import notifications, orders
+from orderflow.settings import Settings
+
+# Why an order closed, as its customer mail tells it: a cancel request, a rejected review,
+# a lost parcel refunded.
+CloseCause = Literal["request", "review", "parcel_lost"]
 
 
 class RefundRequest(BaseModel):
@@ -54,24 +60,34 @@ async def refunded(conn: asyncpg.Connection, order_id: str) -> Decimal:
     return amount if amount is not None else Decimal("0")
 
 
-async def tell_customer_closed(conn: asyncpg.Connection, order_id: str, *, reason: str) -> None:
-    """Tell the customer once why the order closed and that the payment is refunded."""
-    row = await conn.fetchrow(
-        "SELECT customer_email, status FROM orders WHERE order_id = $1", order_id
-    )
-    await notifications.enqueue(
+async def tell_customer_closed(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    order_id: str,
+    *,
+    cause: CloseCause,
+    reason: str | None = None,
+) -> None:
+    """Tell the customer once that the order closed, why, and what was refunded.
+
+    The kind follows the order's status (`order_cancelled`, `order_rejected`). `reason` is
+    what the customer may read: the words of a cancel request. A reviewer's note is not
+    passed: it is internal.
+    """
+    status: str = await conn.fetchval("SELECT status FROM orders WHERE order_id = $1", order_id)
+    await notifications.email_customer(
         conn,
+        settings,
         key=f"{order_id}:closed",
         order_id=order_id,
-        kind=f"order_{row['status'].lower()}",
-        channel="email",
-        recipient=row["customer_email"],
-        subject=f"Order {order_id} is {row['status'].lower()}",
-        body=f"Your payment is refunded in full. Reason: {reason}.",
+        kind=f"order_{status.lower()}",
+        context={"cause": cause, "reason": reason, "refunded": await refunded(conn, order_id)},
     )
 
 
-async def refund_and_tell(conn: asyncpg.Connection, order_id: str, *, reason: str) -> None:
-    """Refund the order's payment once and tell the customer why the order closed."""
+async def refund_and_tell(
+    conn: asyncpg.Connection, settings: Settings, order_id: str, *, reason: str
+) -> None:
+    """Refund a rejected order's payment once and tell the customer."""
     await refund(conn, RefundRequest(order_id=order_id, reason=reason))
-    await tell_customer_closed(conn, order_id, reason=reason)
+    await tell_customer_closed(conn, settings, order_id, cause="review")

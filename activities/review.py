@@ -91,15 +91,16 @@ class ReviewActivities:
                         data.review_sla,
                         data.review_deadline,
                     )
-                    await notifications.enqueue(
+                    await notifications.notify_department(
                         conn,
+                        department="risk",
                         key=f"{order.order_id}:review_opened",
                         order_id=order.order_id,
                         kind="review_task_opened",
-                        channel="department",
-                        recipient=await notifications.department_lead(conn, "risk"),
-                        subject=f"Order {order.order_id} needs a review (risk {assessment.score:.0f})",
-                        body="; ".join(r.message for r in assessment.reasons),
+                        context={
+                            "score": assessment.score,
+                            "reasons": [r.message for r in assessment.reasons],
+                        },
                     )
         return assessment
 
@@ -122,15 +123,12 @@ class ReviewActivities:
                 ref.order_id,
                 recorded,
             )
-            await notifications.enqueue(
+            await notifications.notify_department(
                 conn,
+                department="risk_supervisor",
                 key=f"{ref.order_id}:review_escalated",
                 order_id=ref.order_id,
                 kind="review_escalated",
-                channel="department",
-                recipient=await notifications.department_lead(conn, "risk_supervisor"),
-                subject=f"Review of order {ref.order_id} is overdue",
-                body="The review SLA has passed without a decision.",
             )
 
     @activity.defn(name=ActivityName.RECORD_REVIEW_DECISION)
@@ -168,4 +166,6 @@ class ReviewActivities:
                 decision.note,
             )
             if not approved:
-                await refund_and_tell(conn, data.order_id, reason=decision.note or "rejected")
+                await refund_and_tell(
+                    conn, self._settings, data.order_id, reason=decision.note or "rejected"
+                )

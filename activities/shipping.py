@@ -141,16 +141,13 @@ class ShippingActivities:
                 booking.expected_delivery,
             )
             await inventory.consume(conn, order.order_id)
-            await notifications.enqueue(
+            # Carrier, tracking number and expected day come from the shipment row above.
+            await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{order.order_id}:shipped",
                 order_id=order.order_id,
                 kind="shipping_confirmation",
-                channel="email",
-                recipient=str(order.customer.email),
-                subject=f"Order {order.order_id} is on its way",
-                body=f"Carrier {booking.carrier}, tracking number {booking.tracking_number}, "
-                f"expected by {booking.expected_delivery:%Y-%m-%d}.",
             )
         return booking
 
@@ -214,22 +211,25 @@ class ShippingActivities:
             )
             await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{data.order_id}:late:{suffix}",
                 order_id=data.order_id,
                 kind="delivery_delayed",
-                subject=f"Order {data.order_id} is running late",
-                body="Your parcel has not arrived when expected. We are on it with the carrier.",
             )
-            department = "logistics_supervisor" if data.escalate else "logistics"
-            await notifications.enqueue(
+            await notifications.notify_department(
                 conn,
+                department="logistics_supervisor" if data.escalate else "logistics",
                 key=f"{data.order_id}:follow_up:{suffix}",
                 order_id=data.order_id,
                 kind="delivery_follow_up",
-                channel="department",
-                recipient=await notifications.department_lead(conn, department),
-                subject=f"Follow up order {data.order_id} (attempt {data.attempt})",
-                body=f"Carrier {shipment['carrier']} reports {carrier_status or 'nothing'}.",
+                context={
+                    "attempt": data.attempt,
+                    "escalated": data.escalate,
+                    "carrier": shipment["carrier"],
+                    "tracking_number": shipment["tracking_number"],
+                    "expected_delivery": shipment["expected_delivery"],
+                    "carrier_status": carrier_status,
+                },
             )
         return FollowUpResult(carrier_status=carrier_status, events=carrier_events)
 
@@ -271,17 +271,13 @@ class ShippingActivities:
                 booking.tracking_number,
             )
             await delivery.resolve_follow_ups(conn, order.order_id, "reshipped")
-            await notifications.enqueue(
+            # The shipment row now describes the replacement parcel.
+            await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{order.order_id}:shipped:{data.reship_no}",
                 order_id=order.order_id,
                 kind="replacement_shipped",
-                channel="email",
-                recipient=str(order.customer.email),
-                subject=f"Order {order.order_id}: a replacement is on its way",
-                body=f"Your parcel was lost, so we sent a new one: carrier {booking.carrier}, "
-                f"tracking number {booking.tracking_number}, expected by "
-                f"{booking.expected_delivery:%Y-%m-%d}.",
             )
         return booking
 
@@ -299,16 +295,13 @@ class ShippingActivities:
             )
             if recorded is None:
                 return
-            await notifications.enqueue(
+            await notifications.notify_department(
                 conn,
+                department="logistics",
                 key=f"{data.order_id}:booking_refused:{data.attempt}",
                 order_id=data.order_id,
                 kind="booking_refused",
-                channel="department",
-                recipient=await notifications.department_lead(conn, "logistics"),
-                subject=f"No carrier takes the parcel of order {data.order_id}",
-                body=f"{data.reason}. The parcel waits packed: retry the booking "
-                f"(POST /logistics/{data.order_id}/rebook) or cancel the order.",
+                context={"reason": data.reason, "attempt": data.attempt},
             )
 
     @activity.defn(name=ActivityName.OPEN_LOST_PARCEL_CASE)
@@ -338,24 +331,25 @@ class ShippingActivities:
                 reason=data.reason,
                 opened_at=recorded,
             )
-            await notifications.enqueue(
+            await notifications.notify_department(
                 conn,
+                department="logistics",
                 key=f"{data.order_id}:lost:{data.case_no}:logistics",
                 order_id=data.order_id,
                 kind="parcel_lost",
-                channel="department",
-                recipient=await notifications.department_lead(conn, "logistics"),
-                subject=f"Parcel of order {data.order_id} is lost: reship or refund",
-                body=f"{data.carrier} {data.tracking_number}: {data.reason}.",
+                context={
+                    "carrier": data.carrier,
+                    "tracking_number": data.tracking_number,
+                    "reason": data.reason,
+                    "case_no": data.case_no,
+                },
             )
             await notifications.email_customer(
                 conn,
+                self._settings,
                 key=f"{data.order_id}:lost:{data.case_no}:customer",
                 order_id=data.order_id,
                 kind="parcel_lost",
-                subject=f"Order {data.order_id}: your parcel went missing",
-                body="The carrier cannot find your parcel. We will send a replacement or "
-                "refund you, and tell you which.",
             )
 
     @activity.defn(name=ActivityName.TAKE_REPLACEMENT_STOCK)
@@ -423,7 +417,9 @@ class ShippingActivities:
                     note=resolution.note,
                 )
                 await delivery.resolve_follow_ups(conn, data.order_id, "refunded")
-                await payments.tell_customer_closed(conn, data.order_id, reason=reason)
+                await payments.tell_customer_closed(
+                    conn, self._settings, data.order_id, cause="parcel_lost"
+                )
         return LostParcelOutcome(
             order_id=data.order_id,
             action="refund",

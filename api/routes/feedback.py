@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import OPERATORS, Principal, require
-from api.deps import order_status_or_404, pool_of, storefront_of, workflow_errors_as_http
+from api.deps import (
+    order_status_or_404,
+    pool_of,
+    settings_of,
+    storefront_of,
+    workflow_errors_as_http,
+)
 from db.repositories import cancellation, events, feedback, notifications
 from orderflow.models.messages import (
     FeedbackReceipt,
@@ -167,15 +173,13 @@ async def resolve_ticket(
                 actor=who.actor,
                 details={"ticket_id": ticket_id, "note": body.note},
             )
-            await notifications.enqueue(
+            await notifications.email_customer(
                 conn,
+                settings_of(request),
                 key=f"{order_id}:feedback:{ticket_id}:resolved",
                 order_id=order_id,
                 kind="feedback_resolved",
-                channel="email",
-                recipient=found["customer_email"],
-                subject=f"Your ticket {ticket_id} is resolved",
-                body=body.note or "Thank you for telling us.",
+                context={"ticket_id": ticket_id, "note": body.note},
             )
             if found["holds_completion"]:
                 # Inside the transaction: if Temporal is unreachable, nothing is resolved

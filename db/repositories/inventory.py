@@ -251,17 +251,21 @@ async def replenish_if_low(conn: asyncpg.Connection, sku: str, *, reason: str) -
     if quantity <= 0:
         return 0
     request_id = await add_to_open_request(conn, sku, quantity, reason=reason)
-    await notifications.enqueue(
+    await notifications.notify_department(
         conn,
+        department="purchasing",
         key=f"purchase_request:{request_id}:{reason}",
         order_id=None,
         kind="low_stock_alert" if reason == "reorder_point" else "replenishment_request",
-        channel="department",
-        recipient=await notifications.department_lead(conn, "purchasing"),
-        subject=f"{sku}: stock position {row['position']} at or below reorder point "
-        f"{row['reorder_point']}",
-        body=f"Purchase request {request_id} raised by {quantity} units to reach "
-        f"{row['order_up_to']} ({reason}).",
+        context={
+            "sku": sku,
+            "position": row["position"],
+            "reorder_point": row["reorder_point"],
+            "order_up_to": row["order_up_to"],
+            "request_id": request_id,
+            "quantity": quantity,
+            "reason": reason,
+        },
     )
     return quantity
 

@@ -17,9 +17,9 @@ async def insert_order(
         """INSERT INTO orders (order_id, workflow_id, channel, customer_id, customer_email,
                customer_name, currency, total, total_quantity, shipping_country, billing_country,
                shipping_postal, promo_code, service_level, payment_txn, placed_at, status,
-               status_changed_at, payload)
+               status_changed_at, payload, customer_locale)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   $16, $18)
+                   $16, $18, $19)
            ON CONFLICT (order_id) DO NOTHING
            RETURNING order_id""",
         order.order_id,
@@ -40,6 +40,9 @@ async def insert_order(
         placed_at,
         status,
         order.model_dump(mode="json"),
+        # As sent (None: the shop's default); mails fall back to English for one without
+        # templates, but the page may know more languages, so nothing is resolved here.
+        order.customer.locale,
     )
     if inserted is None:
         return False
@@ -83,6 +86,33 @@ async def order_status(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -
         "SELECT status FROM orders WHERE order_id = $1", order_id
     )
     return status
+
+
+async def customer_facts(
+    conn: asyncpg.Connection | asyncpg.Pool, order_id: str
+) -> asyncpg.Record | None:
+    """What the customer's page shows besides the status: the lines (with product names),
+    the shipping address and locale as placed, when it completed, and whether it is reviewed."""
+    return await conn.fetchrow(
+        """SELECT o.payload -> 'shipping_address' AS shipping_address,
+                  o.payload -> 'customer' ->> 'locale' AS locale,
+                  (SELECT min(e.occurred_at) FROM order_events e
+                    WHERE e.order_id = o.order_id AND e.status = 'COMPLETED') AS completed_at,
+                  EXISTS (SELECT 1 FROM product_reviews r WHERE r.order_id = o.order_id)
+                    AS reviewed,
+                  COALESCE(
+                    (SELECT jsonb_agg(jsonb_build_object(
+                               'sku', l.sku, 'name', p.name, 'quantity', l.quantity,
+                               'unit_price', l.unit_price::text,
+                               'line_total', (l.quantity * l.unit_price)::text)
+                             ORDER BY l.line_no)
+                       FROM order_lines l LEFT JOIN products p ON p.sku = l.sku
+                      WHERE l.order_id = o.order_id),
+                    '[]'::jsonb) AS items
+           FROM orders o
+           WHERE o.order_id = $1""",
+        order_id,
+    )
 
 
 async def order_exists(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> bool:

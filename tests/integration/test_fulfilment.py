@@ -181,13 +181,16 @@ async def test_shipping_records_the_choice_tells_the_customer_and_consumes_stock
     order, _ = await place(stack, OrderPolicy.instant(), [(sku, 4)])
     await wait_for_status(stack.pool, order.order_id, "COMPLETED")
     shipment = await stack.pool.fetchrow(
-        "SELECT carrier, tracking_number, delivery_note, choice_reason FROM shipments WHERE order_id = $1",
+        """SELECT s.carrier, c.name AS carrier_name, s.tracking_number, s.delivery_note,
+                  s.choice_reason
+           FROM shipments s JOIN carriers c ON c.code = s.carrier WHERE s.order_id = $1""",
         order.order_id,
     )
     assert shipment["choice_reason"] and shipment["delivery_note"]
     notices = await notifications_of(stack, order.order_id, "shipping_confirmation")
     assert len(notices) == 1
-    assert shipment["carrier"] in notices[0]["body"]
+    # The customer reads the carrier's name ("DHL Paket"), not its code.
+    assert shipment["carrier_name"] in notices[0]["body"]
     assert shipment["tracking_number"] in notices[0]["body"]
     assert await on_hand(stack, sku) == (6, 0)
     reservation = await stack.pool.fetchval(

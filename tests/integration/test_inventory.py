@@ -352,7 +352,7 @@ async def test_low_stock_raises_one_reorder_point_request_deduplicated_with_shor
     assert [(r["quantity"], r["reason"]) for r in requests] == [(41, "reorder_point")]
     alerts = await pool.fetchval(
         "SELECT count(*) FROM notifications WHERE kind = 'low_stock_alert' AND body LIKE $1",
-        f"Purchase request {requests[0]['id']} %",
+        f"%Purchase request {requests[0]['id']} raised %",
     )
     assert alerts == 1
     await assert_consistent(pool)
