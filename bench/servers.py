@@ -142,9 +142,7 @@ async def order_side(
         )
         http = await stack.enter_async_context(httpx.AsyncClient())
         await stack.enter_async_context(build_worker(worker_client, worker_pool, http, settings))
-        dispatcher = asyncio.create_task(
-            run_dispatcher(worker_pool, settings.outbox_interval_seconds)
-        )
+        dispatcher = asyncio.create_task(run_dispatcher(worker_pool, settings))
         api = await stack.enter_async_context(
             httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{settings.api_port}",

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from orderflow.commands import forecast, replenish, risk, track
+from orderflow.commands import forecast, mail, replenish, risk, track
 from orderflow.commands.api_client import call_api, print_json
 from orderflow.settings import get_settings
 
@@ -33,6 +33,7 @@ app.add_typer(risk.app, name="risk")
 app.add_typer(forecast.app, name="forecast")
 app.add_typer(replenish.app, name="replenish")
 app.add_typer(track.app, name="track")
+app.add_typer(mail.app, name="mail")
 
 console = Console()
 
@@ -98,6 +99,16 @@ def carrier_simulator() -> None:
 
     _logging()
     run(settings=get_settings())
+
+
+@app.command("mail-server")
+def mail_server() -> None:
+    """Run the embedded mail server: SMTP on ORDERFLOW_SMTP_PORT (1025), keeping what it
+    receives; its HTTP API on ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT (8025)."""
+    from simulators.mailserver import run
+
+    _logging()
+    run(get_settings())
 
 
 @app.command()

@@ -30,6 +30,7 @@ _QUEUE_SOURCES = {
     "purchase_request": "open purchase requests, due `purchase_request_sla` after they opened",
     "follow_up": "open delivery follow-ups, due `followup_interval` after they opened",
     "feedback_ticket": "open feedback tickets routed to the department, due `feedback_sla`",
+    "failed_mail": "e-mails given up on after `outbox_max_attempts`, due `failed_mail_sla`",
 }
 
 

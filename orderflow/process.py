@@ -45,7 +45,7 @@ DEPARTMENTS: tuple[Department, ...] = (
     Department("logistics", "Logistics", "logistics", ("follow_up", "feedback_ticket")),
     Department("quality", "Quality", None, ("feedback_ticket",)),
     Department("finance", "Finance", None, ("feedback_ticket",)),
-    Department("customer_service", "Customer service", None, ("feedback_ticket",)),
+    Department("customer_service", "Customer service", None, ("feedback_ticket", "failed_mail")),
 )
 
 # Departments named in the responsibility table besides those with a queue.

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # CA bundle (PEM) that signs the SMTP server's certificate, when it is not a public CA's
+    # (e.g. a company relay); tls/starttls verify the server against it.
+    smtp_ca_file: Path | None = None
     mail_from: str = "orderflow <orders@orderflow.local>"
     # The embedded mail server (simulators/mailserver.py): where it keeps what it receives,
     # and the HTTP port on which `orderflow mail` and the mailbox page read it.
@@ -170,6 +173,8 @@ class Settings(BaseSettings):
     # Queue SLAs of work that belongs to no single order's policy.
     purchase_request_sla: timedelta = timedelta(days=3)
     feedback_sla: timedelta = timedelta(days=1)
+    # A mail given up on (outbox row `failed`) waits in customer service's queue this long.
+    failed_mail_sla: timedelta = timedelta(hours=4)
     # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
     kpi_schedule_id: str = "kpi-weekly"
     kpi_schedule_cron: str = "5 0 * * 1"

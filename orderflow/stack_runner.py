@@ -1,8 +1,9 @@
 """`orderflow up`: the whole embedded stack on one machine, stopped cleanly on Ctrl-C.
 
 PostgreSQL and the Temporal dev server start here unless `DATABASE_URL` / `TEMPORAL_ADDRESS`
-point elsewhere; the carrier simulator, the worker and the API run as child processes of
-this one, each with a log under `.orderflow/logs/`.
+point elsewhere, and the mail server unless `ORDERFLOW_SMTP_HOST` does; the carrier
+simulator, the worker and the API run as child processes of this one, each with a log
+under `.orderflow/logs/`.
 """
 
 from __future__ import annotations
@@ -110,9 +111,19 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
         }
         if "ORDERFLOW_ORDER_POLICY" not in os.environ:
             env["ORDERFLOW_ORDER_POLICY"] = DEMO_POLICY.model_dump_json()
+        # E-mail goes to the embedded mail server unless ORDERFLOW_SMTP_HOST names another.
+        own_mail_server = not settings.smtp_host
+        if own_mail_server:
+            env["ORDERFLOW_SMTP_HOST"] = "127.0.0.1"
+            env["ORDERFLOW_SMTP_PORT"] = str(settings.smtp_port)
+            env["ORDERFLOW_MAILBOX_URL"] = f"http://127.0.0.1:{settings.mail_simulator_http_port}"
         python = [sys.executable, "-m", "orderflow.cli"]
-        for name in ("carrier-simulator", "worker", "api"):
+        parts = ("mail-server",) if own_mail_server else ()
+        for name in (*parts, "carrier-simulator", "worker", "api"):
             sup.add(ManagedProcess(name, [*python, name], logs / f"{name}.log", env), name).start()
+        if own_mail_server:
+            wait_for_port(settings.smtp_port, timeout=60)
+            wait_for_port(settings.mail_simulator_http_port, timeout=60)
         wait_for_port(settings.carrier_simulator_port, timeout=60)
         wait_for_port(settings.api_port, timeout=60)
         if demo:
@@ -129,6 +140,13 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
         console.print(f"  Temporal gRPC     {address}")
         console.print(f"  HTTP API          http://localhost:{settings.api_port}  (docs at /docs)")
         console.print(f"  PostgreSQL        {database_url}")
+        if own_mail_server:
+            console.print(
+                f"  Mailbox           http://localhost:{settings.api_port}/ui/mailbox.html"
+                f"  (`orderflow mail list`; SMTP localhost:{settings.smtp_port})"
+            )
+        else:
+            console.print(f"  SMTP              {settings.smtp_host}:{settings.smtp_port}")
         console.print(f"  logs              {logs}")
         if settings.mode != "production":
             console.print("  development tokens: " + ", ".join(f"dev-{role}" for role in ROLES))

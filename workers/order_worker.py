@@ -114,7 +114,7 @@ async def run_worker(
     async with worker_resources(settings, database_url) as (pool, http):
         worker = build_worker(client, pool, http, settings)
         dispatcher = (
-            asyncio.create_task(run_dispatcher(pool, settings.outbox_interval_seconds))
+            asyncio.create_task(run_dispatcher(pool, settings))
             if settings.outbox_dispatch
             else None
         )

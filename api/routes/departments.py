@@ -73,6 +73,7 @@ def _sources(
         "purchase_request": lambda c: queues.purchase_requests(c, settings.purchase_request_sla),
         "follow_up": lambda c: queues.follow_ups(c, policy.followup_interval),
         "feedback_ticket": lambda c: queues.feedback_tickets(c, dep.code, settings.feedback_sla),
+        "failed_mail": lambda c: queues.failed_mails(c, settings.failed_mail_sla),
     }
     return [(kind, readers[kind]) for kind in dep.queues]
 

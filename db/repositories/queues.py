@@ -93,6 +93,25 @@ async def feedback_tickets(conn: Conn, department: str, sla: timedelta) -> list[
     )
 
 
+async def failed_mails(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Outbox rows given up on (`failed`): customer service re-sends or reaches the customer
+    another way (db/repositories/outbox.py)."""
+    return await conn.fetch(
+        """SELECT n.id::text AS ref, n.order_id, n.status,
+                  coalesce(n.failed_at, n.created_at) AS waiting_since,
+                  coalesce(n.failed_at, n.created_at) + $1::interval AS due_at, now() AS now,
+                  jsonb_build_object('kind', n.kind, 'channel', n.channel,
+                                     'recipient', n.recipient, 'subject', n.subject,
+                                     'attempts', n.attempts,
+                                     'last_error', left(n.last_error, 300))
+                      AS details
+           FROM notifications n
+           WHERE n.status = 'failed'
+           ORDER BY coalesce(n.failed_at, n.created_at), n.id""",
+        sla,
+    )
+
+
 async def current_statuses(conn: Conn, order_ids: list[str]) -> list[asyncpg.Record]:
     """Each order's latest status event (when it entered its current status), with the
     shipment's expected delivery where there is one."""

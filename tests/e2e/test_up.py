@@ -61,7 +61,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
     clone = _clone(tmp_path)
-    grpc, ui, api_port, pg, sim = free_ports(5)
+    grpc, ui, api_port, pg, sim, smtp, mailbox = free_ports(7)
     env = {
         **os.environ,
         "PYTHONPATH": str(clone),
@@ -70,8 +70,11 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
         "ORDERFLOW_API_PORT": str(api_port),
         "ORDERFLOW_POSTGRES_PORT": str(pg),
         "ORDERFLOW_CARRIER_SIMULATOR_PORT": str(sim),
+        # The embedded mail server (issue 9), away from a developer's own on 1025 / 8025.
+        "ORDERFLOW_SMTP_PORT": str(smtp),
+        "ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT": str(mailbox),
     }
-    for name in ("DATABASE_URL", "TEMPORAL_ADDRESS", "ORDERFLOW_API_URL"):
+    for name in ("DATABASE_URL", "TEMPORAL_ADDRESS", "ORDERFLOW_API_URL", "ORDERFLOW_SMTP_HOST"):
         env.pop(name, None)
     api = f"http://127.0.0.1:{api_port}"
     log = tmp_path / "up.log"
@@ -99,6 +102,17 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert status in ("SHIPPED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED", "COMPLETED")
         assert httpx.get(f"http://127.0.0.1:{ui}/", timeout=10).status_code == 200
+        # The customer's mails went over SMTP to the embedded mail server, which keeps them.
+        deadline = time.monotonic() + 60
+        mails: list[dict[str, str]] = []
+        while time.monotonic() < deadline and not mails:
+            mails = httpx.get(
+                f"http://127.0.0.1:{mailbox}/messages",
+                params={"to": body["customer"]["email"]},
+                timeout=10,
+            ).json()
+            time.sleep(0.5)
+        assert mails and {m["order_id"] for m in mails} == {body["order_id"]}
         visible = subprocess.run(
             [
                 str(Path(sys.executable).parent / "temporal"),
