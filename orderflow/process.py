@@ -297,12 +297,8 @@ STEPS: tuple[ProcessStep, ...] = (
             ),
         ),
         human_tasks=(
-            HumanTask("report the order picked", "warehouse", ("report_picked", "picked")),
-            HumanTask(
-                "report the parcel packed, with its weight",
-                "warehouse",
-                ("report_packed", "packed"),
-            ),
+            HumanTask("report the order picked", "warehouse", ("report_picked",)),
+            HumanTask("report the parcel packed, with its weight", "warehouse", ("report_packed",)),
         ),
         escalation="after pick_sla the warehouse lead is notified",
         undo="the pick task is cancelled",
@@ -480,7 +476,7 @@ CANCELLATION = ProcessStep(
         "event `order_cancelled`",
     ),
     activities=(ActivityName.CANCEL_ORDER,),
-    human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel",)),),
+    human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel", "request_cancel")),),
     escalation="refused with a clear message once shipping has started",
 )
 
