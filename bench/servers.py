@@ -24,6 +24,7 @@ from orderflow.settings import Settings
 from orderflow.stack_runner import prepare_database
 from orderflow.temporal_client import connect_temporal
 from simulators.carrier import create_app as create_simulator
+from simulators.mailserver import create_app as create_mailserver
 from stack.postgres import EmbeddedPostgres
 from stack.search_attributes import register_search_attributes
 from stack.supervisor import free_port
@@ -112,7 +113,8 @@ class OrderSide:
 async def order_side(
     settings: Settings, worker_client: Client, load_client: Client
 ) -> AsyncIterator[OrderSide]:
-    """Carrier simulator, API (for the carrier's webhook), worker and outbox dispatcher.
+    """Carrier simulator, mail server, API (for the carrier's webhook), worker and outbox
+    dispatcher.
 
     The worker and the API get a pool each, as they would in their own processes; the load
     generator places orders through its own client, like a storefront would.
@@ -133,6 +135,16 @@ async def order_side(
         await stack.enter_async_context(
             serve(create_simulator(settings), "127.0.0.1", settings.carrier_simulator_port)
         )
+        if settings.smtp_host:
+            # The embedded mail server, so the outbox really sends (delivery lag is measured).
+            mailbox = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailbox-")))
+            await stack.enter_async_context(
+                serve(
+                    create_mailserver(settings, store_path=mailbox / "mailbox.sqlite3"),
+                    "127.0.0.1",
+                    settings.mail_simulator_http_port,
+                )
+            )
         await stack.enter_async_context(
             serve(
                 create_app(settings, pool=api_pool, storefront=storefront),

@@ -47,6 +47,7 @@ from bench.measure import (
 from bench.orders import bench_order, provision_stock
 from bench.servers import OrderSide, Servers, embedded_servers, order_side, prepare
 from db.pool import create_pool
+from db.repositories import outbox
 from db.repositories.orders import order_summary
 from orderflow.models import OrderPolicy
 from orderflow.settings import Settings
@@ -120,6 +121,10 @@ class BenchReport(BaseModel):
     python_busy_baseline: float | None
     # Workflow tasks the SDK core reported as taking over 5 seconds (both kinds, whole run).
     slow_workflow_tasks: int = 0
+    # E-mails the run's outbox sent to the mail server, and their delivery lag.
+    mails_sent: int = 0
+    mail_lag_p50_ms: float | None = None
+    mail_lag_p95_ms: float | None = None
 
 
 @dataclass
@@ -368,8 +373,13 @@ class Bench:
                 "carrier_webhook_base_url": f"http://127.0.0.1:{api_port}",
                 "carrier_simulator_mode": "instant",
                 "order_policy": OrderPolicy.instant(),
+                "smtp_host": "127.0.0.1",
+                "smtp_port": free_port(),
+                "mail_simulator_http_port": free_port(),
+                "outbox_interval_seconds": 0.2,
             }
         )
+        started = datetime.now(UTC)
         baseline_queue = f"bench-baseline-{self.run_id}"
         load_client = await connect_temporal(settings, self.servers.temporal_address)
         async with (
@@ -384,7 +394,24 @@ class Bench:
                     "orders": OrderKind(side, self.run_id, opts.timeout_seconds),
                 }
             )
-        return report(opts, *phases["orders"], *phases["baseline"])
+            mail = await _mail_lag(side, started, opts.timeout_seconds)
+        return report(opts, *phases["orders"], *phases["baseline"]).model_copy(update=mail)
+
+
+async def _mail_lag(side: OrderSide, since: datetime, timeout: float) -> dict[str, Any]:
+    """Once the outbox has drained: e-mails sent, and their delivery lag (row created →
+    accepted by the SMTP server) p50/p95, over the whole run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not await outbox.unsent_since(side.pool, since):
+            break
+        await asyncio.sleep(0.2)
+    lag = await outbox.delivery_lag(side.pool, since=since, created_since=since)
+    return {
+        "mails_sent": lag["n"],
+        "mail_lag_p50_ms": None if lag["p50"] is None else round(lag["p50"] * 1000, 1),
+        "mail_lag_p95_ms": None if lag["p95"] is None else round(lag["p95"] * 1000, 1),
+    }
 
 
 def report(
@@ -514,6 +541,11 @@ def render(result: BenchReport) -> Table:
         "SDK core (Rust) CPU per run",
         _fmt(r.sdk_core_cpu_ms_per_order, " ms"),
         _fmt(r.sdk_core_cpu_ms_per_baseline, " ms"),
+    )
+    table.add_row(
+        f"e-mail delivery lag p50 / p95 ({r.mails_sent} sent)",
+        f"{_fmt(r.mail_lag_p50_ms)} / {_fmt(r.mail_lag_p95_ms)} ms",
+        "",
     )
     table.add_row("workflow tasks over 5 s (whole run, both kinds)", str(r.slow_workflow_tasks), "")
     table.add_row(

@@ -209,9 +209,12 @@ async def oldest_unsent_age(conn: Conn) -> timedelta | None:
     return age
 
 
-async def delivery_lag(conn: Conn, *, since: datetime) -> asyncpg.Record:
+async def delivery_lag(
+    conn: Conn, *, since: datetime, created_since: datetime | None = None
+) -> asyncpg.Record:
     """Delivery lag (row created -> accepted by the SMTP server) of rows accepted since
-    `since`: count, p50 and p95 in seconds (None when there are none)."""
+    `since` (and created since `created_since`, when given): count, p50 and p95 in seconds
+    (None when there are none)."""
     row = await conn.fetchrow(
         """SELECT count(*) AS n,
                   percentile_cont(0.5) WITHIN GROUP (
@@ -219,8 +222,20 @@ async def delivery_lag(conn: Conn, *, since: datetime) -> asyncpg.Record:
                   percentile_cont(0.95) WITHIN GROUP (
                       ORDER BY extract(epoch FROM accepted_at - created_at)) AS p95
            FROM notifications
-           WHERE status = 'sent' AND accepted_at >= $1""",
+           WHERE status = 'sent' AND accepted_at >= $1
+             AND ($2::timestamptz IS NULL OR created_at >= $2)""",
         since,
+        created_since,
     )
     assert row is not None
     return row
+
+
+async def unsent_since(conn: Conn, since: datetime) -> int:
+    """Rows created since `since` that are not sent yet (pending or sending)."""
+    n: int = await conn.fetchval(
+        """SELECT count(*) FROM notifications
+           WHERE status IN ('pending', 'sending') AND created_at >= $1""",
+        since,
+    )
+    return n
