@@ -152,6 +152,8 @@ async def running_stack(
         carrier_simulator_port=sim_port,
         carrier_webhook_base_url=f"http://127.0.0.1:{api_port}",
         carrier_simulator_mode="instant",
+        # Customer mails link to the order page on this API.
+        public_url=f"http://127.0.0.1:{api_port}",
         order_policy=policy,
         outbox_interval_seconds=0.2,
         db_pool_max=30,
