@@ -1,5 +1,5 @@
-# The orderflow image: worker, API and carrier simulator of docker-compose.yml
-# (`orderflow worker`, `orderflow api`, `orderflow carrier-simulator`).
+# The orderflow image: worker, API, carrier simulator and mail server of docker-compose.yml
+# (`orderflow worker`, `orderflow api`, `orderflow carrier-simulator`, `orderflow mail-server`).
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,9 +12,10 @@ COPY . /app
 RUN pip install /app
 
 # Workers and the API need no privileges; running as root would only widen a breach.
-RUN useradd --system --uid 10001 --create-home --home-dir /home/orderflow orderflow
+RUN useradd --system --uid 10001 --create-home --home-dir /home/orderflow orderflow \
+    && install -d -o orderflow /var/lib/orderflow
 USER orderflow
 WORKDIR /home/orderflow
 
-EXPOSE 8000 8100
+EXPOSE 8000 8100 1025 8025
 CMD ["orderflow", "api"]

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderflow.models.policy import OrderPolicy
@@ -139,7 +139,8 @@ class Settings(BaseSettings):
     # Customers: the language of mails and pages when the order names none, and the public
     # address of the API that customer mails link to (the order page).
     default_locale: str = "en"
-    public_url: str = "http://localhost:8000"
+    # Unset: http://localhost:<api_port>, right for the embedded stack on any port.
+    public_url: str = ""
 
     # Worker tuning
     worker_max_concurrent_activities: int = 200
@@ -181,6 +182,12 @@ class Settings(BaseSettings):
     # The replenishment run (workflows/replenishment.py): planning assumptions and its Temporal
     # Schedule, e.g. ORDERFLOW_REPLENISHMENT='{"service_level": 0.98, "lead_time_days": 5}'
     replenishment: ReplenishmentSettings = Field(default_factory=ReplenishmentSettings)
+
+    @model_validator(mode="after")
+    def _public_url_from_port(self) -> Settings:
+        if not self.public_url:
+            self.public_url = f"http://localhost:{self.api_port}"
+        return self
 
     def token_for(self, role: str) -> str:
         """The token the command line uses to act in `role`."""
