@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.app import create_app
+from app.stack_runner import prepare_database
 from db.pool import create_pool
 from orderflow.settings import Settings
-from orderflow.stack_runner import prepare_database
 from orderflow.temporal_client import connect_temporal
 from simulators.carrier import create_app as create_simulator
 from simulators.mailserver import create_app as create_mailserver

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 
 from api.auth import Principal, require
 from api.deps import pool_of, settings_of, storefront_of
+from api.stuck import StuckOrder, stuck_orders
 from db.repositories import queues
 from orderflow.process import DEPARTMENTS, Department, department
 from orderflow.settings import Settings
-from orderflow.stuck import StuckOrder, stuck_orders
 
 router = APIRouter(tags=["shared view"])
 

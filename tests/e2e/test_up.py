@@ -31,7 +31,7 @@ def _clone(into: Path) -> Path:
 
 def _start(clone: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "orderflow.cli", "up"],
+        [sys.executable, "-m", "app.cli", "up"],
         cwd=clone,
         env=env,
         stdout=log.open("ab"),

@@ -11,7 +11,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from orderflow.cli import app
+from app.cli import app
 from orderflow.models import OrderPolicy
 from orderflow.settings import get_settings
 from tests.helpers import order_json, wait_for_status

@@ -10,7 +10,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from orderflow.cli import app
+from app.cli import app
 from orderflow.models import OrderPolicy
 from orderflow.settings import get_settings
 from tests.helpers import wait_for_status

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from activities.cancellation import CancellationActivities
 from activities.inventory import InventoryActivities
+from app.cli import app
 from db.pool import create_pool
 from db.repositories import inventory
-from orderflow.cli import app
 from orderflow.models import CancelRequest, Order
 from orderflow.models.steps import CancelInput
 from orderflow.settings import Settings, get_settings

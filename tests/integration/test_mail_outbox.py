@@ -24,9 +24,9 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from api.app import create_app
+from app.cli import app as cli_app
 from db.pool import create_pool
 from db.repositories import outbox
-from orderflow.cli import app as cli_app
 from orderflow.models import OrderPolicy
 from orderflow.settings import Settings, get_settings
 from simulators.mailserver import create_app as create_mail_server

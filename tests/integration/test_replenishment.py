@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.inventory import InventoryActivities
+from app.cli import app
 from db.repositories import sales
-from orderflow.cli import app
 from orderflow.models import OrderPolicy
 from orderflow.models.replenishment import (
     ReplenishmentInput,

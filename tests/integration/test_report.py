@@ -18,11 +18,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
+from app.cli import app
+from app.report import build_report, report_html, tables
 from db.pool import connect
 from db.repositories import catalogue
-from orderflow.cli import app
 from orderflow.models import OrderPolicy
-from orderflow.report import build_report, report_html, tables
 from orderflow.settings import get_settings
 from policies.kpi import KpiReport, step_durations
 from tests.helpers import order_json, wait_for_status

@@ -17,9 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from app.datagen.risk_orders import CATALOGUE, generate_risk_orders
 from db.migrate import apply_migrations, migration_files
 from db.repositories.risk_history import load_risk_history
-from orderflow.datagen.risk_orders import CATALOGUE, generate_risk_orders
 from orderflow.models import Address, Customer, Order, OrderItem, Payment
 from orderflow.models.risk import HistoryWindow, RiskHistory
 from policies.risk_history import summarize_history

@@ -47,7 +47,7 @@ def _worker_process(stack: Stack, log_dir: Path) -> ManagedProcess:
         "ORDERFLOW_RISK_FLAG_THRESHOLD": str(s.risk_flag_threshold),
     }
     return ManagedProcess(
-        "worker", [sys.executable, "-m", "orderflow.cli", "worker"], log_dir / "worker.log", env
+        "worker", [sys.executable, "-m", "app.cli", "worker"], log_dir / "worker.log", env
     )
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orderflow.commands.forecast import app, read_daily_sales
-from orderflow.datagen.sales import generate_sales
+from app.commands.forecast import app, read_daily_sales
+from app.datagen.sales import generate_sales
 
 runner = CliRunner()
 

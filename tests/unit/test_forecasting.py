@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderflow.datagen.sales import generate_sales
+from app.datagen.sales import generate_sales
 from policies.forecasting import (
     backtest,
     clean_outliers,

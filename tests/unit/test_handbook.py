@@ -13,9 +13,9 @@ from temporalio import workflow
 from typer.testing import CliRunner
 
 from activities.names import ActivityName
+from app.cli import app
+from app.handbook import format_duration, handbook_is_current, render_handbook
 from db.seed import DEPARTMENTS as SEEDED_DEPARTMENTS
-from orderflow.cli import app
-from orderflow.handbook import format_duration, handbook_is_current, render_handbook
 from orderflow.models import STEP_OF_STATUS, OrderPolicy, OrderStatus, Step
 from orderflow.process import (
     CANCELLATION,

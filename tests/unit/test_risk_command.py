@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from orderflow.commands.risk import app
+from app.commands.risk import app
 from orderflow.models import Address, Customer, Order, OrderItem, Payment
 
 runner = CliRunner()

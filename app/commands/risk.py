@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from orderflow.datagen.risk_orders import HISTORY_DAYS, ORDER_DAYS, write_risk_orders
+from app.datagen.risk_orders import HISTORY_DAYS, ORDER_DAYS, write_risk_orders
 from orderflow.models import Order
 from orderflow.models.risk import RiskConfig
 from orderflow.settings import get_settings

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 
-from orderflow.datagen.sales import DEFAULT_START, generate_sales, write_sales_csv
+from app.datagen.sales import DEFAULT_START, generate_sales, write_sales_csv
 from policies.forecasting import SEASON, backtest
 
 app = typer.Typer(help="Demand forecast: back-test and sample sales data.", no_args_is_help=True)

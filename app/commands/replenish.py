@@ -100,9 +100,9 @@ def seed_sales_command(
 ) -> None:
     """Load a generated demo sales history (trend, weekly season, promotions, intermittent
     sellers) for the catalogue's SKUs, so the forecast has something to learn from."""
+    from app.datagen.sales import generate_sales
     from db.pool import connect
     from db.repositories import sales
-    from orderflow.datagen.sales import generate_sales
 
     settings = get_settings()
     if not settings.database_url:

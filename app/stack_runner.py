@@ -117,7 +117,7 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             env["ORDERFLOW_SMTP_HOST"] = "127.0.0.1"
             env["ORDERFLOW_SMTP_PORT"] = str(settings.smtp_port)
             env["ORDERFLOW_MAILBOX_URL"] = f"http://127.0.0.1:{settings.mail_simulator_http_port}"
-        python = [sys.executable, "-m", "orderflow.cli"]
+        python = [sys.executable, "-m", "app.cli"]
         parts = ("mail-server",) if own_mail_server else ()
         for name in (*parts, "carrier-simulator", "worker", "api"):
             sup.add(ManagedProcess(name, [*python, name], logs / f"{name}.log", env), name).start()

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from orderflow.commands import forecast, mail, replenish, risk, track
-from orderflow.commands.api_client import call_api, print_json
+from app.commands import forecast, mail, replenish, risk, track
+from app.commands.api_client import call_api, print_json
 from orderflow.settings import get_settings
 
 app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
@@ -55,7 +55,7 @@ def up(
     demo: Annotated[bool, typer.Option(help="Also place sample orders continuously.")] = False,
 ) -> None:
     """Start the whole embedded stack: Temporal dev server + UI, PostgreSQL, worker, API."""
-    from orderflow.stack_runner import run_stack
+    from app.stack_runner import run_stack
 
     _logging()
     run_stack(get_settings(), demo=demo, console=console)
@@ -114,7 +114,7 @@ def mail_server() -> None:
 @app.command()
 def migrate() -> None:
     """Apply database migrations and seed the demo catalogue."""
-    from orderflow.stack_runner import prepare_database
+    from app.stack_runner import prepare_database
 
     settings = get_settings()
     if not settings.database_url:
@@ -288,7 +288,7 @@ def load(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Place realistic demo orders through the API, with a progress bar."""
-    from orderflow.datagen.orders import demo_order
+    from app.datagen.orders import demo_order
 
     rng = random.Random(seed or None)
     prefix = f"L{int(time.time())}-{uuid.uuid4().hex[:4]}"
@@ -329,8 +329,8 @@ def report(
 ) -> None:
     """KPIs of the orders placed in a period (default: the last 7 days), optionally beside
     an earlier period (--compare-from/--compare-to): table, JSON or HTML with charts."""
+    from app.report import build_report, print_report, report_html, report_json
     from db.pool import connect
-    from orderflow.report import build_report, print_report, report_html, report_json
 
     settings = get_settings()
     if not settings.database_url:
@@ -377,7 +377,7 @@ def docs(
     ),
 ) -> None:
     """Write the process handbook (flowchart, responsibilities, standards) from the code."""
-    from orderflow.handbook import handbook_is_current, write_handbook
+    from app.handbook import handbook_is_current, write_handbook
 
     if check:
         if not handbook_is_current(output):

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orderflow.commands.api_client import call_api, print_json
+from app.commands.api_client import call_api, print_json
 from orderflow.settings import get_settings
 from orderflow.signing import carrier_secret, signed_headers
 
