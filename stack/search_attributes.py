@@ -1,9 +1,8 @@
 """The custom search attributes orders carry in Temporal, and their registration.
 
-This is the one place that names them. The embedded dev server gets them on its command
-line; external servers and the time-skipping test server get them through
-`register_search_attributes`. Workflow code uses the same names (through
-`temporalio.common.SearchAttributeKey`) but must not import this package.
+The typed keys in `orderflow.search_attributes` are the one place that names them; this
+module registers them. The embedded dev server gets them on its command line; external
+servers and the time-skipping test server get them through `register_search_attributes`.
 """
 
 from __future__ import annotations
@@ -18,15 +17,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-# name -> type, in the spelling `temporal server start-dev --search-attribute` expects.
-ORDER_SEARCH_ATTRIBUTES: dict[str, str] = {
-    "OrderStatus": "Keyword",
-    "OrderType": "Keyword",
-    "Department": "Keyword",
-    "CustomerId": "Keyword",
-    "RiskScore": "Double",
-    "Flagged": "Bool",
-}
+from orderflow.search_attributes import ALL_KEYS
 
 _INDEXED_VALUE_TYPES: dict[str, IndexedValueType.ValueType] = {
     "Text": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
@@ -58,6 +49,13 @@ def type_name_of(value: IndexedValueType.ValueType) -> str:
         if candidate == value:
             return name
     raise ValueError(f"unknown indexed value type {value}")
+
+
+# name -> type, in the spelling `temporal server start-dev --search-attribute` expects,
+# derived from the typed keys the workflows use.
+ORDER_SEARCH_ATTRIBUTES: dict[str, str] = {
+    key.name: type_name_of(key.indexed_value_type) for key in ALL_KEYS
+}
 
 
 async def list_custom_search_attributes(client: Client, namespace: str) -> dict[str, str]:
