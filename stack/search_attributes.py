@@ -54,7 +54,7 @@ def type_name_of(value: IndexedValueType.ValueType) -> str:
 # name -> type, in the spelling `temporal server start-dev --search-attribute` expects,
 # derived from the typed keys the workflows use.
 ORDER_SEARCH_ATTRIBUTES: dict[str, str] = {
-    key.name: type_name_of(key.indexed_value_type) for key in ALL_KEYS
+    key.name: type_name_of(IndexedValueType.ValueType(key.indexed_value_type)) for key in ALL_KEYS
 }
 
 
