@@ -13,7 +13,6 @@ failure, so one refused message never leaves a half-finished transaction for the
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import html
 import re
 import ssl
@@ -25,6 +24,7 @@ from types import TracebackType
 
 import aiosmtplib
 
+from notices.headers import message_id
 from orderflow.settings import Settings
 
 ORDER_HEADER = "X-Orderflow-Order"
@@ -52,12 +52,6 @@ class DeliveryError(Exception):
         super().__init__(message)
         self.code = code
         self.permanent = permanent
-
-
-def message_id(notification_key: str) -> str:
-    """`<first 32 hex digits of sha256(key)@orderflow>`: stable across retries."""
-    digest = hashlib.sha256(notification_key.encode("utf-8")).hexdigest()[:32]
-    return f"<{digest}@orderflow>"
 
 
 def html_from_text(text: str) -> str:

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from api.auth import Principal, require
 from api.deps import pool_of, settings_of
 from db.repositories import outbox
-from workers.smtp import message_id
+from notices.headers import message_id
 
 router = APIRouter(tags=["mail"])
 

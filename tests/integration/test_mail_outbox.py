@@ -27,6 +27,7 @@ from api.app import create_app
 from app.cli import app as cli_app
 from db.pool import create_pool
 from db.repositories import outbox
+from notices.headers import message_id
 from orderflow.models import OrderPolicy
 from orderflow.settings import Settings, get_settings
 from simulators.mailserver import create_app as create_mail_server
@@ -40,7 +41,6 @@ from workers.smtp import (
     SmtpSession,
     build_message,
     mask_addresses,
-    message_id,
 )
 
 pytestmark = pytest.mark.integration
