@@ -9,8 +9,6 @@ runs in a thread so the worker's event loop keeps serving workflows meanwhile.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -78,10 +76,6 @@ class ReplenishmentActivities:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
         self._settings = settings
-
-    def all(self) -> list[Callable[..., Any]]:
-        """Every activity of the run, for a worker's list."""
-        return [self.list_skus, self.plan, self.apply]
 
     @activity.defn(name=ReplenishmentActivity.LIST_SKUS)
     async def list_skus(self) -> list[str]:

@@ -22,6 +22,7 @@ from activities.fulfilment import FulfilmentActivities
 from activities.intake import IntakeActivities
 from activities.inventory import InventoryActivities
 from activities.kpi import KpiActivities
+from activities.registry import defined_activities
 from activities.replenishment import ReplenishmentActivities
 from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
@@ -45,45 +46,30 @@ SANDBOX = SandboxedWorkflowRunner(
 )
 
 
+def activity_groups(
+    pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+) -> tuple[object, ...]:
+    """Every group of activities this worker hosts, each with what it needs."""
+    return (
+        IntakeActivities(pool, settings),
+        ReviewActivities(pool, settings),
+        InventoryActivities(pool, settings),
+        FulfilmentActivities(pool, settings),
+        CancellationActivities(pool, settings),
+        ShippingActivities(pool, settings, http),
+        ReplenishmentActivities(pool, settings),
+        KpiActivities(pool),
+    )
+
+
 def build_worker(
     client: Client, pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
 ) -> Worker:
-    intake = IntakeActivities(pool, settings)
-    review = ReviewActivities(pool, settings)
-    stock = InventoryActivities(pool, settings)
-    fulfilment = FulfilmentActivities(pool, settings)
-    cancellation = CancellationActivities(pool, settings)
-    shipping = ShippingActivities(pool, settings, http)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[OrderWorkflow, ReplenishmentWorkflow, KpiSnapshotWorkflow],
-        activities=[
-            intake.record_order,
-            intake.classify_order,
-            review.assess_risk,
-            review.escalate_review,
-            review.record_review_decision,
-            stock.reserve_stock,
-            stock.remind_backorder,
-            fulfilment.open_pick_task,
-            fulfilment.notify_pick_overdue,
-            fulfilment.record_picked,
-            fulfilment.record_packed,
-            fulfilment.record_tracking,
-            fulfilment.complete_order,
-            fulfilment.record_feedback,
-            fulfilment.record_product_review,
-            cancellation.cancel_order,
-            shipping.book_shipment,
-            shipping.follow_up_delivery,
-            *ReplenishmentActivities(pool, settings).all(),
-            shipping.hold_shipment,
-            shipping.open_lost_parcel_case,
-            shipping.take_replacement_stock,
-            shipping.refund_lost_parcel,
-            KpiActivities(pool).store_kpi_snapshot,
-        ],
+        activities=defined_activities(*activity_groups(pool, http, settings)),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
