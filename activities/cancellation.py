@@ -15,9 +15,9 @@ import asyncpg
 from temporalio import activity
 
 from activities import payments
-from activities.names import ActivityName
 from db.repositories import cancellation, events, inventory
 from orderflow.models import CancelResult, OrderStatus
+from orderflow.models.activity_names import ActivityName
 from orderflow.models.steps import CancelInput
 from orderflow.settings import Settings
 

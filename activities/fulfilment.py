@@ -14,13 +14,13 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import ActivityName
 from db.repositories import catalogue, delivery, events, feedback, notifications
 from orderflow.models import (
     OrderStatus,
     Step,
     TrackingUpdate,
 )
+from orderflow.models.activity_names import ActivityName
 from orderflow.models.messages import FeedbackReceipt, ReviewReceipt
 from orderflow.models.steps import (
     CompleteInput,

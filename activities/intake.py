@@ -13,7 +13,6 @@ from decimal import Decimal
 import asyncpg
 from temporalio import activity
 
-from activities.names import ActivityName
 from db.repositories import catalogue, events, notifications, orders
 from orderflow.models import (
     Classification,
@@ -22,6 +21,7 @@ from orderflow.models import (
     OrderWorkflowInput,
     Step,
 )
+from orderflow.models.activity_names import ActivityName
 from orderflow.settings import Settings
 from policies.classification import ClassificationThresholds, classify, order_facts
 

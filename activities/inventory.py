@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from activities.names import ActivityName
 from db.repositories import events, inventory, notifications
 from orderflow.models import (
     Order,
@@ -19,6 +18,7 @@ from orderflow.models import (
     ReservationOutcome,
     Step,
 )
+from orderflow.models.activity_names import ActivityName
 from orderflow.models.steps import (
     BackorderReminderInput,
 )

@@ -7,16 +7,15 @@ import asyncpg
 from temporalio import activity
 
 from db.repositories import kpi as kpi_sql
+from orderflow.models.activity_names import ActivityName
 from policies.kpi import KpiPeriod, KpiSnapshotResult, compute_kpis
-
-STORE_KPI_SNAPSHOT = "store_kpi_snapshot"
 
 
 class KpiActivities:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    @activity.defn(name=STORE_KPI_SNAPSHOT)
+    @activity.defn(name=ActivityName.STORE_KPI_SNAPSHOT)
     async def store_kpi_snapshot(self, period: KpiPeriod) -> KpiSnapshotResult:
         async with self._pool.acquire() as conn:
             inputs = await kpi_sql.load_inputs(conn, period.period_start, period.period_end)

@@ -1,28 +1,5 @@
-"""Names of the order activities: all that workflows need to know of `activities/`."""
+"""Moved: activity names live in `orderflow.models.activity_names`."""
 
-from enum import StrEnum
+from orderflow.models.activity_names import ActivityName
 
-
-class ActivityName(StrEnum):
-    RECORD_ORDER = "record_order"
-    CLASSIFY_ORDER = "classify_order"
-    ASSESS_RISK = "assess_risk"
-    ESCALATE_REVIEW = "escalate_review"
-    RECORD_REVIEW_DECISION = "record_review_decision"
-    RESERVE_STOCK = "reserve_stock"
-    REMIND_BACKORDER = "remind_backorder"
-    OPEN_PICK_TASK = "open_pick_task"
-    NOTIFY_PICK_OVERDUE = "notify_pick_overdue"
-    RECORD_PICKED = "record_picked"
-    RECORD_PACKED = "record_packed"
-    BOOK_SHIPMENT = "book_shipment"
-    RECORD_TRACKING = "record_tracking"
-    FOLLOW_UP_DELIVERY = "follow_up_delivery"
-    COMPLETE_ORDER = "complete_order"
-    CANCEL_ORDER = "cancel_order"
-    HOLD_SHIPMENT = "hold_shipment"
-    OPEN_LOST_PARCEL_CASE = "open_lost_parcel_case"
-    TAKE_REPLACEMENT_STOCK = "take_replacement_stock"
-    REFUND_LOST_PARCEL = "refund_lost_parcel"
-    RECORD_FEEDBACK = "record_feedback"
-    RECORD_PRODUCT_REVIEW = "record_product_review"
+__all__ = ["ActivityName"]

@@ -14,11 +14,11 @@ import asyncpg
 from temporalio import activity
 
 from db.repositories import inventory, sales
+from orderflow.models.activity_names import ActivityName
 from orderflow.models.replenishment import (
     ApplyPlansInput,
     PlanBatchInput,
     RaisedRequest,
-    ReplenishmentActivity,
     ReplenishmentParameters,
     SkuPlan,
 )
@@ -77,11 +77,11 @@ class ReplenishmentActivities:
         self._pool = pool
         self._settings = settings
 
-    @activity.defn(name=ReplenishmentActivity.LIST_SKUS)
+    @activity.defn(name=ActivityName.LIST_REPLENISHMENT_SKUS)
     async def list_skus(self) -> list[str]:
         return await sales.replenishable_skus(self._pool)
 
-    @activity.defn(name=ReplenishmentActivity.PLAN)
+    @activity.defn(name=ActivityName.PLAN_REPLENISHMENT)
     async def plan(self, data: PlanBatchInput) -> list[SkuPlan]:
         start, end = sales.history_window(data.as_of, data.parameters.history_days)
         history = await sales.daily_sales(self._pool, data.skus, start, end)
@@ -108,7 +108,7 @@ class ReplenishmentActivities:
 
         return await asyncio.to_thread(compute)
 
-    @activity.defn(name=ReplenishmentActivity.APPLY)
+    @activity.defn(name=ActivityName.APPLY_REPLENISHMENT)
     async def apply(self, data: ApplyPlansInput) -> list[RaisedRequest]:
         raised: list[RaisedRequest] = []
         for plan in data.plans:

@@ -11,7 +11,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import ActivityName
 from activities.payments import refund_and_tell
 from db.repositories import events, notifications, orders
 from db.repositories.risk_history import load_risk_history
@@ -20,6 +19,7 @@ from orderflow.models import (
     RiskAssessment,
     Step,
 )
+from orderflow.models.activity_names import ActivityName
 from orderflow.models.risk import RiskConfig
 from orderflow.models.steps import (
     AssessRiskInput,

@@ -15,9 +15,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import payments
-from activities.names import ActivityName
 from db.repositories import cancellation, catalogue, delivery, events, inventory, notifications
 from orderflow.models import OrderStatus, ShipmentBooking, Step, TrackingUpdate
+from orderflow.models.activity_names import ActivityName
 from orderflow.models.carrier import (
     Carrier,
     CarrierBookingRequest,

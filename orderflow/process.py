@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from activities.names import ActivityName
 from orderflow.models import OrderPolicy, OrderStatus, Step
+from orderflow.models.activity_names import ActivityName
 
 CUSTOMER = "customer"
 

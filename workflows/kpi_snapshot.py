@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.kpi import STORE_KPI_SNAPSHOT
+    from orderflow.models.activity_names import ActivityName
     from policies.kpi import KpiSnapshotRequest, KpiSnapshotResult, snapshot_period
 
 
@@ -20,7 +20,7 @@ class KpiSnapshotWorkflow:
     async def run(self, request: KpiSnapshotRequest) -> KpiSnapshotResult:
         period = snapshot_period(workflow.now(), request)
         result: KpiSnapshotResult = await workflow.execute_activity(
-            STORE_KPI_SNAPSHOT,
+            ActivityName.STORE_KPI_SNAPSHOT,
             period,
             # A week of thousands of orders is read in seconds; leave room for far more.
             start_to_close_timeout=timedelta(minutes=10),

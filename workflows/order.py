@@ -38,7 +38,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import ActivityName
     from orderflow import search_attributes as sa
     from orderflow.models import (
         SHIPPED_OR_LATER,
@@ -62,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TrackingUpdate,
     )
+    from orderflow.models.activity_names import ActivityName
     from orderflow.models.messages import (
         CarriedState,
         FeedbackReceipt,

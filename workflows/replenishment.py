@@ -16,11 +16,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from orderflow.models.activity_names import ActivityName
     from orderflow.models.replenishment import (
         ApplyPlansInput,
         PlanBatchInput,
         RaisedRequest,
-        ReplenishmentActivity,
         ReplenishmentInput,
         ReplenishmentReport,
         SkuPlan,
@@ -46,7 +46,7 @@ class ReplenishmentWorkflow:
             sorted(set(data.skus))
             if data.skus is not None
             else await workflow.execute_activity(
-                ReplenishmentActivity.LIST_SKUS,
+                ActivityName.LIST_REPLENISHMENT_SKUS,
                 start_to_close_timeout=_TIMEOUT,
                 retry_policy=_RETRY,
                 result_type=list[str],
@@ -58,7 +58,7 @@ class ReplenishmentWorkflow:
         for start in range(0, len(skus), data.batch_size):
             batch = skus[start : start + data.batch_size]
             plans: list[SkuPlan] = await workflow.execute_activity(
-                ReplenishmentActivity.PLAN,
+                ActivityName.PLAN_REPLENISHMENT,
                 PlanBatchInput(skus=batch, as_of=as_of, parameters=data.parameters),
                 start_to_close_timeout=_TIMEOUT,
                 retry_policy=_RETRY,
@@ -68,7 +68,7 @@ class ReplenishmentWorkflow:
             skipped.extend(p for p in plans if p.skipped)
             raised.extend(
                 await workflow.execute_activity(
-                    ReplenishmentActivity.APPLY,
+                    ActivityName.APPLY_REPLENISHMENT,
                     ApplyPlansInput(run_key=run_key, as_of=as_of, plans=plans),
                     start_to_close_timeout=_TIMEOUT,
                     retry_policy=_RETRY,

@@ -4,15 +4,8 @@
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-
-
-class ReplenishmentActivity(StrEnum):
-    LIST_SKUS = "list_replenishment_skus"
-    PLAN = "plan_replenishment"
-    APPLY = "apply_replenishment"
 
 
 class ReplenishmentParameters(BaseModel):

@@ -12,11 +12,11 @@ import pytest
 from temporalio import workflow
 from typer.testing import CliRunner
 
-from activities.names import ActivityName
 from app.cli import app
 from app.handbook import format_duration, handbook_is_current, render_handbook
 from db.seed import DEPARTMENTS as SEEDED_DEPARTMENTS
 from orderflow.models import STEP_OF_STATUS, OrderPolicy, OrderStatus, Step
+from orderflow.models.activity_names import ActivityName
 from orderflow.process import (
     CANCELLATION,
     CUSTOMER,
