@@ -1,0 +1,79 @@
+"""The fast workflow tier: `OrderWorkflow` on the time-skipping test server with in-memory stub
+activities (`tests/fast/shop.py`); no PostgreSQL, no dev server, no HTTP.
+
+One test server serves the whole tier (starting one costs about a second); each test gets a
+fresh fake shop and a worker on a task queue of its own, so tests share nothing but the
+server's clock, which only ever moves forward and which no test reads from the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
+from tests.fast.harness import Harness
+from tests.fast.shop import FakeShop
+from tests.timeskip.conftest import _test_server_binary
+
+_HERE = Path(__file__).parent
+TEST_TIMEOUT_SECONDS = 60
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "fast: the fast workflow tier (time-skipping server, stub activities)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test of this folder is in the tier: `pytest -m fast` runs it from anywhere. Each
+    # takes seconds; one that hangs fails in a minute, not at the suite's ten.
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.fast)
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_SECONDS))
+
+
+@pytest.fixture(scope="session")
+async def fast_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter
+    )
+    try:
+        # The workflow upserts these; on this server an unknown one is retried forever, and
+        # the server cannot list them either, so they are added outright.
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace="default",
+                search_attributes={
+                    name: indexed_value_type(kind) for name, kind in ORDER_SEARCH_ATTRIBUTES.items()
+                },
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def shop() -> FakeShop:
+    return FakeShop()
+
+
+@pytest.fixture
+def idle(fast_env: WorkflowEnvironment, shop: FakeShop) -> Harness:
+    """A harness whose worker the test starts itself (`async with idle.worker()`), for what
+    must reach the order before any worker has run it."""
+    return Harness(fast_env, shop)
+
+
+@pytest.fixture
+async def harness(idle: Harness) -> AsyncIterator[Harness]:
+    async with idle.worker():
+        yield idle
