@@ -820,7 +820,7 @@ class OrderWorkflow:
     async def retry_booking(self, request: RebookRequest) -> OrderView:
         seen = self._booking_outcomes
         self._rebook_requests += 1
-        self._note("booking retried", actor=request.by, note=request.note)
+        self._note("booking retried", actor=request.by, comment=request.note)
         await workflow.wait_condition(
             lambda: self._booking_outcomes > seen or self._cancel_result is not None
         )
