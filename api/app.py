@@ -15,11 +15,13 @@ from fastapi import FastAPI
 from api.errors import BodySizeLimit, install_error_handlers
 from api.routes import (
     carriers,
+    customer_page,
     departments,
     feedback,
     health,
     inventory,
     logistics,
+    mail,
     orders,
     reviews,
     stream,
@@ -79,5 +81,9 @@ def create_app(
     # Issue 5: the customer's feedback and review; logistics' lost parcels and rebooking.
     for module in (feedback, logistics):
         app.include_router(module.router)
+    # Issue 9: the customer's own order page (static; it reads the order with its token).
+    app.include_router(customer_page.router)
+    # Issue 9: the mail outbox and the embedded mailbox (admin).
+    app.include_router(mail.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
-from api.auth import OPERATORS, Principal, require
+from api.auth import CUSTOMER, OPERATORS, Principal, require
+from api.customer_view import OrderActions, customer_details, open_actions
 from api.deps import (
     pool_of,
     settings_of,
@@ -19,7 +20,7 @@ from api.deps import (
 )
 from db.repositories import cancellation, catalogue, events, orders
 from orderflow.access import customer_token
-from orderflow.models import CancelRequest, CancelResult, Order, OrderStatus, Step
+from orderflow.models import Address, CancelRequest, CancelResult, Order, OrderStatus, Step
 
 router = APIRouter(tags=["orders"])
 
@@ -41,6 +42,14 @@ class TimelineItem(BaseModel):
     details: dict[str, Any]
 
 
+class OrderLine(BaseModel):
+    sku: str
+    name: str | None
+    quantity: int
+    unit_price: str
+    line_total: str
+
+
 class OrderStatusResponse(BaseModel):
     order_id: str
     status: str
@@ -56,6 +65,12 @@ class OrderStatusResponse(BaseModel):
     tracking_number: str | None
     expected_delivery: str | None
     timeline: list[TimelineItem]
+    # Issue 9, for the customer's page (and anyone else): the order as placed, and which of
+    # the customer's requests it takes now. Defaults while the order is not yet recorded.
+    items: list[OrderLine] = Field(default_factory=list)
+    shipping_address: Address | None = None
+    locale: str | None = None
+    actions: OrderActions = Field(default_factory=OrderActions)
 
 
 class CancelBody(BaseModel):
@@ -127,8 +142,35 @@ async def place_order(
 async def get_order(
     order_id: str,
     request: Request,
-    _: Annotated[Principal, Depends(require(*OPERATORS, customer=True))],
+    who: Annotated[Principal, Depends(require(*OPERATORS, customer=True))],
 ) -> OrderStatusResponse:
+    found = await _order_status(order_id, request)
+    return customer_view(found) if who.role == CUSTOMER else found
+
+
+def customer_view(response: OrderStatusResponse) -> OrderStatusResponse:
+    """The order as its customer sees it: without the shop's risk review (score, reasons,
+    flag, reviewers' notes), which operators still see in full."""
+    return response.model_copy(
+        update={
+            "risk_score": None,
+            "risk_reasons": [],
+            "flagged": False,
+            "timeline": [
+                item.model_copy(
+                    update={
+                        "details": customer_details(
+                            step=item.step, kind=item.kind, status=item.status, details=item.details
+                        )
+                    }
+                )
+                for item in response.timeline
+            ],
+        }
+    )
+
+
+async def _order_status(order_id: str, request: Request) -> OrderStatusResponse:
     pool = pool_of(request)
     row = await orders.order_summary(pool, order_id)
     if row is None:
@@ -155,6 +197,8 @@ async def get_order(
             timeline=[],
         )
     history = await events.timeline(pool, order_id)
+    facts = await orders.customer_facts(pool, order_id)
+    assert facts is not None  # the row read just before: orders are never deleted
     return OrderStatusResponse(
         order_id=order_id,
         status=row["status"],
@@ -171,6 +215,17 @@ async def get_order(
         expected_delivery=row["expected_delivery"].isoformat()
         if row["expected_delivery"]
         else None,
+        items=[OrderLine(**line) for line in facts["items"]],
+        shipping_address=facts["shipping_address"],
+        locale=facts["locale"] or settings_of(request).default_locale,
+        actions=open_actions(
+            row["status"],
+            completed_at=facts["completed_at"],
+            reviewed=facts["reviewed"],
+            # The API places every order with its settings' policy (place_order).
+            review_window=settings_of(request).order_policy.review_window,
+            now=datetime.now(UTC),
+        ),
         timeline=[
             TimelineItem(
                 step=e["step"],

@@ -14,6 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from orderflow.models import OrderPolicy
+from tests.e2e.order_page_support import PHONE_WIDTH, open_order_page
 from tests.helpers import order_json, wait_for_status
 from tests.integration.fulfilment_support import wait_until
 from tests.mail_support import CapturingSmtp, Received, dispatching
@@ -141,3 +142,25 @@ async def test_a_rejected_order_tells_the_customer_without_the_reviewer_note(
         )
         == 1
     )
+
+
+async def test_the_confirmation_link_opens_the_order_page_in_a_browser(
+    stack: Stack, smtp: CapturingSmtp
+) -> None:
+    """As the customer would: the link from the received confirmation, in headless Chromium
+    on a phone screen, shows this order."""
+    body = order_json(items=[("SKU-RED-MUG", 2)])
+    order_id = body["order_id"]
+    assert (await stack.http("POST", "/orders", json=body)).status_code == 202
+    async with dispatching(stack.pool, stack.settings):
+        await wait_for_status(stack.pool, order_id, "COMPLETED")
+        await stack.storefront.handle(order_id).result()
+        mails = await _mails_of(stack, smtp, order_id)
+    (confirmation,) = mails["order_confirmation"]
+    found = LINK.search(confirmation.part("plain") or "")
+    assert found is not None
+    async with open_order_page(found.group(0), phone=True) as page:
+        await page.wait_status("COMPLETED")
+        assert order_id in await page.text()
+        assert "Main St" in await page.text()
+        assert await page.scroll_width() <= PHONE_WIDTH

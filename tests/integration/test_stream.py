@@ -123,7 +123,8 @@ async def test_customer_and_operator_see_the_same_live_events(stack: Stack) -> N
             "PENDING_REVIEW",
         ]
         assert all(e["order_id"] == order_id for e in history)
-        assert history[-1]["details"]["flagged"] is True  # details travel with the event
+        # The risk review is the shop's: its customer sees that it happened, not its why.
+        assert history[-1]["details"] == {}
 
         decided = await stack.http(
             "POST",
@@ -134,10 +135,15 @@ async def test_customer_and_operator_see_the_same_live_events(stack: Stack) -> N
         assert decided.status_code == 200, decided.text
         live = await customer.events_until("order_completed")
         approval = next(e for e in live if e["kind"] == "review_approved")
-        assert approval["status"] == "APPROVED" and approval["details"]["note"] == "known customer"
+        assert approval["status"] == "APPROVED" and "note" not in approval["details"]
+        assert approval["details"]["decision"] == "approve"
         assert approval["step_name"] == "review"
 
         seen_by_reviewer = await reviewer.events_until("order_completed")
+        # Operators see the details: the score and reasons, and the reviewer's note.
+        by_kind = {e["kind"]: e for e in seen_by_reviewer}
+        assert by_kind["review_flagged"]["details"]["flagged"] is True
+        assert by_kind["review_approved"]["details"]["note"] == "known customer"
         seen_by_customer = history + live
         assert [e["id"] for e in seen_by_reviewer] == [e["id"] for e in seen_by_customer]
         assert [(e["id"], e["kind"]) for e in seen_by_customer] == await _db_events(stack, order_id)
