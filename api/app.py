@@ -31,14 +31,14 @@ from api.routes import (
 from db.pool import create_pool
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
-from starter.storefront import StorefrontClient
+from starter.order_client import OrderClient
 
 
 def create_app(
     settings: Settings,
     *,
     pool: asyncpg.Pool | None = None,
-    storefront: StorefrontClient | None = None,
+    storefront: OrderClient | None = None,
     database_url: str | None = None,
 ) -> FastAPI:
     @contextlib.asynccontextmanager
@@ -54,7 +54,7 @@ def create_app(
         app.state.pool = pool or own_pool
         if storefront is None:
             client = await connect_temporal(settings)
-            app.state.storefront = StorefrontClient(
+            app.state.storefront = OrderClient(
                 client, task_queue=settings.task_queue, policy=settings.order_policy
             )
         else:

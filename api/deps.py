@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from orderflow.models import OrderStatus
 from orderflow.settings import Settings
-from starter.storefront import StorefrontClient
+from starter.order_client import OrderClient
 
 
 def pool_of(request: Request) -> asyncpg.Pool:
@@ -21,8 +21,8 @@ def pool_of(request: Request) -> asyncpg.Pool:
     return pool
 
 
-def storefront_of(request: Request) -> StorefrontClient:
-    client: StorefrontClient = request.app.state.storefront
+def order_client_of(request: Request) -> OrderClient:
+    client: OrderClient = request.app.state.storefront
     return client
 
 
@@ -39,7 +39,7 @@ async def order_status_or_404(request: Request, order_id: str) -> str:
     )
     if current is not None:
         return str(current)
-    if await storefront_of(request).placed_input(order_id) is not None:
+    if await order_client_of(request).placed_input(order_id) is not None:
         return str(OrderStatus.RECEIVED)
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
 

@@ -29,7 +29,7 @@ from stack.postgres import EmbeddedPostgres
 from stack.search_attributes import register_search_attributes
 from stack.supervisor import free_port
 from stack.temporal import TemporalDevServer
-from starter.storefront import StorefrontClient
+from starter.order_client import OrderClient
 from workers.order_worker import build_worker
 from workers.outbox import run_dispatcher
 
@@ -103,7 +103,7 @@ async def serve(app: FastAPI, host: str, port: int) -> AsyncIterator[None]:
 @dataclass
 class OrderSide:
     settings: Settings
-    storefront: StorefrontClient
+    storefront: OrderClient
     pool: asyncpg.Pool
     # The API as a storefront calls it (reading an order back after placing it).
     api: httpx.AsyncClient
@@ -120,7 +120,7 @@ async def order_side(
     generator places orders through its own client, like a storefront would.
     """
     assert settings.database_url
-    storefront = StorefrontClient(
+    storefront = OrderClient(
         load_client, task_queue=settings.task_queue, policy=settings.order_policy
     )
     async with contextlib.AsyncExitStack() as stack:

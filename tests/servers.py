@@ -36,7 +36,7 @@ from simulators.carrier import create_app as create_simulator
 from stack.postgres import EmbeddedPostgres
 from stack.supervisor import free_port
 from stack.temporal import find_temporal_binary
-from starter.storefront import StorefrontClient
+from starter.order_client import OrderClient
 from workers.order_worker import build_worker
 
 
@@ -119,7 +119,7 @@ class Stack:
     settings: Settings
     client: Client
     pool: asyncpg.Pool
-    storefront: StorefrontClient
+    storefront: OrderClient
     api: httpx.AsyncClient
     database_url: str
 
@@ -163,7 +163,7 @@ async def running_stack(
         risk_flag_threshold=60.0,
     ).model_copy(update=overrides)
     pool = await create_pool(database_url, min_size=2, max_size=settings.db_pool_max)
-    storefront = StorefrontClient(env.client, task_queue=settings.task_queue, policy=policy)
+    storefront = OrderClient(env.client, task_queue=settings.task_queue, policy=policy)
     try:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(serve(create_simulator(settings), sim_port))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import pool_of, settings_of, storefront_of
+from api.deps import order_client_of, pool_of, settings_of
 from db.repositories import delivery, tracking
 from orderflow.models import TrackingUpdate
 from orderflow.signing import (
@@ -74,7 +74,7 @@ async def carrier_event(
             # Signalled inside the transaction: if Temporal is unreachable the record rolls
             # back and the carrier's retry is applied, not dropped as a duplicate.
             try:
-                await storefront_of(request).tracking_event(order_id, update)
+                await order_client_of(request).tracking_event(order_id, update)
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise

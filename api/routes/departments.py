@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 
 from api.auth import Principal, require
-from api.deps import pool_of, settings_of, storefront_of
+from api.deps import order_client_of, pool_of, settings_of
 from api.stuck import StuckOrder, stuck_orders
 from db.repositories import queues
 from orderflow.process import DEPARTMENTS, Department, department
@@ -170,7 +170,7 @@ async def get_stuck_orders(
     first (SLAs per status: docs/process.md, "Stuck orders")."""
     settings = settings_of(request)
     return await stuck_orders(
-        storefront_of(request).temporal,
+        order_client_of(request).temporal,
         pool_of(request),
         policy=settings.order_policy,
         automatic=settings.stuck_automatic_after,

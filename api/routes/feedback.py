@@ -13,10 +13,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import OPERATORS, Principal, require
 from api.deps import (
+    order_client_of,
     order_status_or_404,
     pool_of,
     settings_of,
-    storefront_of,
     workflow_errors_as_http,
 )
 from db.repositories import cancellation, events, feedback, notifications
@@ -84,7 +84,7 @@ async def submit_feedback(
     await order_status_or_404(request, order_id)
     key = body.request_key or idempotency_key or uuid.uuid4().hex
     with workflow_errors_as_http(order_id):
-        receipt = await storefront_of(request).submit_feedback(
+        receipt = await order_client_of(request).submit_feedback(
             order_id,
             FeedbackRequest(
                 category=body.category,
@@ -120,7 +120,7 @@ async def confirm_receipt(
 ) -> ConfirmationResponse:
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
-        view = await storefront_of(request).confirm_receipt(
+        view = await order_client_of(request).confirm_receipt(
             order_id, ReceiptConfirmation(by=who.actor)
         )
     return ConfirmationResponse(order_id=order_id, status=view.status)
@@ -137,7 +137,7 @@ async def submit_review(
 ) -> ReviewReceipt:
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
-        return await storefront_of(request).submit_review(
+        return await order_client_of(request).submit_review(
             order_id, ProductReview(rating=body.rating, comment=body.comment, by=who.actor)
         )
 
@@ -185,7 +185,7 @@ async def resolve_ticket(
                 # Inside the transaction: if Temporal is unreachable, nothing is resolved
                 # and the caller can simply try again.
                 try:
-                    await storefront_of(request).feedback_resolved(
+                    await order_client_of(request).feedback_resolved(
                         order_id,
                         FeedbackResolved(ticket_id=ticket_id, by=who.actor, note=body.note),
                     )

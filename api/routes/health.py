@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import pool_of, storefront_of
+from api.deps import order_client_of, pool_of
 
 router = APIRouter(tags=["health"])
 
@@ -22,7 +22,7 @@ async def healthz(request: Request) -> JSONResponse:
         checks["postgres"] = f"error: {type(exc).__name__}"
     try:
         ok = await asyncio.wait_for(
-            storefront_of(request).temporal.service_client.check_health(), timeout=2
+            order_client_of(request).temporal.service_client.check_health(), timeout=2
         )
         checks["temporal"] = "ok" if ok else "error: unhealthy"
     except Exception as exc:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Principal, require
-from api.deps import pool_of, storefront_of
+from api.deps import order_client_of, pool_of
 from db.repositories import inventory
 from orderflow.models import StockReceived
 from orderflow.models.order import Sku
@@ -138,7 +138,7 @@ async def receive_goods(
             receipt_key=idempotency_key or str(uuid.uuid4()),
             received_by=who.actor,
         )
-    storefront = storefront_of(request)
+    storefront = order_client_of(request)
     lanes = asyncio.Semaphore(_SIGNAL_LANES)
 
     async def wake(order_id: str) -> None:

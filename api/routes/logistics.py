@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require
-from api.deps import order_status_or_404, pool_of, storefront_of, workflow_errors_as_http
+from api.deps import order_client_of, order_status_or_404, pool_of, workflow_errors_as_http
 from db.repositories import delivery
 from orderflow.models.messages import LostParcelOutcome, LostParcelResolution, RebookRequest
 
@@ -61,7 +61,7 @@ async def resolve_lost_parcel(
     """Reship (replacement goods, a new booking) or refund (the order closes CANCELLED)."""
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
-        return await storefront_of(request).resolve_lost_parcel(
+        return await order_client_of(request).resolve_lost_parcel(
             order_id, LostParcelResolution(action=body.action, by=who.actor, note=body.note)
         )
 
@@ -76,7 +76,7 @@ async def retry_booking(
     """Try the booking of a parcel no carrier took again (e.g. after a carrier was added)."""
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
-        view = await storefront_of(request).retry_booking(
+        view = await order_client_of(request).retry_booking(
             order_id, RebookRequest(by=who.actor, note=body.note)
         )
     return RebookResponse(

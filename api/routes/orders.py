@@ -13,9 +13,9 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from api.auth import CUSTOMER, OPERATORS, Principal, require
 from api.customer_view import OrderActions, customer_details, open_actions
 from api.deps import (
+    order_client_of,
     pool_of,
     settings_of,
-    storefront_of,
     workflow_errors_as_http,
 )
 from db.repositories import cancellation, catalogue, events, orders
@@ -123,7 +123,7 @@ async def place_order(
     existing = await orders.order_summary(pool, order.order_id)
     if existing is None:
         await _check_against_catalogue(request, order)
-        placed = await storefront_of(request).place_order(order, policy=settings.order_policy)
+        placed = await order_client_of(request).place_order(order, policy=settings.order_policy)
         if not placed.created:
             response.status_code = status.HTTP_200_OK
         workflow_id, current = placed.workflow_id, str(placed.status)
@@ -176,7 +176,7 @@ async def _order_status(order_id: str, request: Request) -> OrderStatusResponse:
     if row is None:
         # Accepted a moment ago and not yet written by step 1 (perhaps no worker is running):
         # the start of its workflow's history holds the order as placed.
-        placed = await storefront_of(request).placed_input(order_id)
+        placed = await order_client_of(request).placed_input(order_id)
         if placed is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
         order = placed.order
@@ -266,7 +266,7 @@ async def cancel_order(
     who: Annotated[Principal, Depends(require("storefront", "admin", customer=True))],
 ) -> CancelResult | JSONResponse:
     pool = pool_of(request)
-    storefront = storefront_of(request)
+    storefront = order_client_of(request)
     current = await orders.order_status(pool, order_id)
     if current is None:
         # Placed a moment ago; step 1 has not run. No worker may be running at all, so
@@ -295,7 +295,7 @@ async def _leave_cancel(
     request: Request, order_id: str, current: str, body: CancelBody, who: Principal
 ) -> JSONResponse:
     with workflow_errors_as_http(order_id):
-        await storefront_of(request).request_cancel(
+        await order_client_of(request).request_cancel(
             order_id, CancelRequest(reason=body.reason, requested_by=who.actor)
         )
     pending = CancelPending(

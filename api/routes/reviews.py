@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require
-from api.deps import order_status_or_404, pool_of, storefront_of, workflow_errors_as_http
+from api.deps import order_client_of, order_status_or_404, pool_of, workflow_errors_as_http
 from db.repositories import reviews
 from orderflow.models import ReviewDecision
 
@@ -76,5 +76,5 @@ async def decide_review(
     )
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
-        view = await storefront_of(request).decide_review(order_id, decision)
+        view = await order_client_of(request).decide_review(order_id, decision)
     return DecisionResponse(order_id=order_id, decision=body.decision, status=view.status)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require
-from api.deps import order_status_or_404, pool_of, storefront_of, workflow_errors_as_http
+from api.deps import order_client_of, order_status_or_404, pool_of, workflow_errors_as_http
 from db.repositories import warehouse
 from orderflow.models import PackedReport, PickedReport
 
@@ -63,7 +63,7 @@ async def report_picked(
 ) -> WarehouseReportResponse:
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
-        view = await storefront_of(request).report_picked(order_id, PickedReport(by=who.actor))
+        view = await order_client_of(request).report_picked(order_id, PickedReport(by=who.actor))
     return WarehouseReportResponse(order_id=order_id, status=view.status)
 
 
@@ -87,7 +87,7 @@ async def report_packed(
             f"(expected {goods * _MIN_FACTOR:.2f}–{goods * _MAX_FACTOR + _MAX_PACKAGING_KG:.2f} kg)",
         )
     with workflow_errors_as_http(order_id):
-        view = await storefront_of(request).report_packed(
+        view = await order_client_of(request).report_packed(
             order_id, PackedReport(weight_kg=body.weight_kg, by=who.actor)
         )
     return WarehouseReportResponse(order_id=order_id, status=view.status)

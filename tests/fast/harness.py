@@ -30,7 +30,7 @@ from temporalio.worker import Worker
 from orderflow.models import Order, OrderPolicy, OrderView, OrderWorkflowInput, TrackingUpdate
 from orderflow.models.activity_names import ActivityName
 from orderflow.models.messages import CarriedState, TrackingStatus
-from starter.storefront import StorefrontClient, sa_for_new_order, workflow_id_for
+from starter.order_client import OrderClient, sa_for_new_order, workflow_id_for
 from tests.fast.shop import FakeShop, tracking_number
 from tests.helpers import order_json
 from workers.order_worker import SANDBOX
@@ -55,7 +55,7 @@ class Harness:
         self.shop = shop
         # A queue of its own: no other test's worker (and fake) can take this test's tasks.
         self.task_queue = f"fast-{uuid.uuid4().hex[:8]}"
-        self.storefront = StorefrontClient(env.client, task_queue=self.task_queue)
+        self.storefront = OrderClient(env.client, task_queue=self.task_queue)
         self._first_runs: dict[str, str] = {}
 
     @property

@@ -32,7 +32,7 @@ from orderflow.models import (
     Step,
 )
 from orderflow.models.activity_names import ActivityName
-from starter.storefront import workflow_id_for
+from starter.order_client import workflow_id_for
 from tests.fast.harness import INSTANT, MANUAL_WAREHOUSE, PRODUCTION, Harness
 from tests.fast.shop import (
     BACKORDER_WITHDRAWN,

@@ -16,7 +16,7 @@ import httpx
 from db.repositories import catalogue
 from orderflow.models import Order, OrderPolicy, OrderView
 from orderflow.signing import carrier_secret, signed_headers
-from starter.storefront import PlacedOrder
+from starter.order_client import PlacedOrder
 from tests.helpers import order_json
 from tests.servers import Stack
 

@@ -1,6 +1,7 @@
-"""The storefront's typed client: place an order, read its status, cancel, submit feedback,
-confirm receipt and review, and the operators' messages to a running order (review
-decisions, warehouse reports, tracking, lost parcels, rebooking).
+"""The typed order client, used by the storefront and by operators alike: place an order,
+read its status, cancel, submit feedback, confirm receipt and review, and the operators'
+messages to a running order (review decisions, warehouse reports, tracking, lost parcels,
+rebooking).
 
 Placing is idempotent on the order id: the workflow id is `order-<order_id>`, so a retried
 placement finds the existing workflow instead of starting a second one.
@@ -61,7 +62,7 @@ def workflow_id_for(order_id: str) -> str:
     return f"order-{order_id}"
 
 
-class StorefrontClient:
+class OrderClient:
     def __init__(
         self, client: Client, *, task_queue: str, policy: OrderPolicy | None = None
     ) -> None:
