@@ -2,7 +2,7 @@
 
 The customer reads the same order and the same event stream as operators, less the shop's
 own risk review: its score, its reasons, whether it flagged the order, and the reviewers'
-notes (SPEC §8, issue 9). Statuses and event kinds stay, so both views tell the same story.
+notes. Statuses and event kinds stay, so both views tell the same story.
 
 `open_actions` tells the customer's page which buttons to show. It is derived from what
 PostgreSQL knows, which trails the workflow by moments; the workflow's validators have the

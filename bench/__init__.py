@@ -1,5 +1,5 @@
 """Benchmarks of orderflow on the embedded stack: they print figures, they assert nothing.
 
 `python -m bench.throughput` compares the fully automatic order path with a baseline
-workflow of eight no-op activities on the same Temporal server (SPEC §7).
+workflow of eight no-op activities on the same Temporal server.
 """

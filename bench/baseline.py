@@ -1,4 +1,4 @@
-"""The yardstick of SPEC §7: a workflow of eight no-op regular activities in sequence.
+"""The yardstick of the throughput target: a workflow of eight no-op regular activities in sequence.
 
 Its rate on a given server is what "as fast as eight plain activities" means; the order
 workflow is measured against it in the same run, on the same server.

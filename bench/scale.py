@@ -1,4 +1,4 @@
-"""Thousands of orders in flight waiting on people, with bounded worker memory (SPEC §7).
+"""Thousands of orders in flight waiting on people, with bounded worker memory.
 
     python -m bench.scale -n 2000 --cache 300
 

@@ -36,7 +36,7 @@ class Department:
 
 
 # The departments with a queue, in the order the operator page shows them. Quality, finance
-# and customer service have no operator role of their own (SPEC §5 fixes the roles), so
+# and customer service have no operator role of their own (the API's roles are fixed), so
 # their queues open to admin.
 DEPARTMENTS: tuple[Department, ...] = (
     Department("risk", "Risk team", "reviewer", ("review_task", "feedback_ticket")),
@@ -131,7 +131,7 @@ STEPS: tuple[ProcessStep, ...] = (
         approves=("finance",),
         informed=(CUSTOMER,),
         inputs=(
-            "the order from web, mobile or marketplace (SPEC §8 JSON)",
+            "the order from web, mobile or marketplace (the storefront's order JSON)",
             "its payment reference",
         ),
         outputs=(

@@ -26,7 +26,7 @@ def order_json(
     customer_id: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """A valid SPEC §8 order (unique id), with any field overridden.
+    """A valid storefront order (unique id), with any field overridden.
 
     Customer, e-mail, address and payment are unique too, so that orders of other tests in
     the same database never count as this order's velocity for the risk review.

@@ -4,7 +4,7 @@ eight steps of the order process and waiting for people only where a person is n
 Deterministic orchestration only: every effect is an activity (called by name), every wait
 a timer or a condition on messages, every duration from the `OrderPolicy` in the input.
 
-Decisions of steps 6 to 8 and the cancellation (issue 5):
+Decisions of steps 6 to 8 and the cancellation:
 - A cancel is accepted until the parcel is handed to the carrier (the booking starts), then
   refused. A booking the carriers refuse for good (no carrier takes the parcel) does not fail
   the order: it waits at PACKED (`awaiting` "carrier_booking") until logistics retries

@@ -15,7 +15,7 @@ replayed payment reference), new accounts with foreign billing and high value, h
 quantities, failed payments, block-listed e-mails and postal codes, and account takeovers
 (an established account suddenly buying expensive goods for a new address).
 
-Each order is SPEC §8 order JSON, one per line; `orders.jsonl` lines also carry `anomalous`
+Each order is order JSON of the storefront contract, one per line; `orders.jsonl` lines also carry `anomalous`
 (the label) and `scenario` (what the generator made: an anomaly kind or a normal case).
 `history.jsonl` is the earlier period without labels; `block_list.json` holds the shop's
 block lists. Everything comes from one seeded numpy Generator: a seed always gives the same data.

@@ -1,4 +1,4 @@
--- The notification outbox as a delivery queue (issue 9): a row is claimed with a lease,
+-- The notification outbox as a delivery queue: a row is claimed with a lease,
 -- sent over SMTP, and marked sent only after the server accepted it (250).
 --
 -- status:      pending -> sending (claimed, leased) -> sent

@@ -1,4 +1,4 @@
--- Mail content (issue 9): every notice is rendered from its template when it is queued,
+-- Mail content: every notice is rendered from its template when it is queued,
 -- inside the transaction of the effect it reports, and stored as it will be sent.
 --
 -- notifications.body      the plain-text part (as before)
@@ -6,7 +6,7 @@
 --                         which the transport sends as text only
 -- notifications.locale    the language the notice was rendered in (after fallback: a
 --                         customer who asked for a language without templates gets `en`)
--- orders.customer_locale  what the storefront sent as `customer.locale` (SPEC §8), kept as
+-- orders.customer_locale  what the storefront sent as `customer.locale`, kept as
 --                         sent; NULL means the shop's default (settings.default_locale)
 
 ALTER TABLE notifications

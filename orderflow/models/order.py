@@ -1,4 +1,4 @@
-"""The order as a storefront sends it (SPEC §8), validated at every edge."""
+"""The order as a storefront sends it, validated at every edge."""
 
 from __future__ import annotations
 

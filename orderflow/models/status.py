@@ -1,4 +1,4 @@
-"""Order statuses and the eight steps: the shop's vocabulary (SPEC §3, §8)."""
+"""Order statuses and the eight steps: the shop's vocabulary."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ SHIPPED_OR_LATER = frozenset(
 
 
 class Step(IntEnum):
-    """The eight steps of an order, numbered as in SPEC §3."""
+    """The eight steps of an order."""
 
     GENERATION = 1
     CLASSIFICATION = 2

@@ -70,7 +70,7 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
         "ORDERFLOW_API_PORT": str(api_port),
         "ORDERFLOW_POSTGRES_PORT": str(pg),
         "ORDERFLOW_CARRIER_SIMULATOR_PORT": str(sim),
-        # The embedded mail server (issue 9), away from a developer's own on 1025 / 8025.
+        # The embedded mail server, away from a developer's own on 1025 / 8025.
         "ORDERFLOW_SMTP_PORT": str(smtp),
         "ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT": str(mailbox),
     }
