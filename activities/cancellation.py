@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from activities import payments
+from activities import refunds
 from db.repositories import cancellation, events, inventory
 from orderflow.models import CancelResult, OrderStatus
 from orderflow.models.activity_names import ActivityName
@@ -38,7 +38,7 @@ class CancellationActivities:
                 return CancelResult(
                     order_id=order_id,
                     status=OrderStatus.CANCELLED,
-                    refunded=await payments.refunded(conn, order_id),
+                    refunded=await refunds.refunded(conn, order_id),
                     released_lines=await cancellation.released_lines(conn, order_id),
                 )
 
@@ -71,8 +71,8 @@ class CancellationActivities:
             if await cancellation.cancel_review_task(conn, order_id):
                 await undone("review_task_closed", "review_task_closed")
             reason = f"cancelled: {request.reason}"
-            receipt = await payments.refund(
-                conn, payments.RefundRequest(order_id=order_id, reason=reason)
+            receipt = await refunds.refund(
+                conn, refunds.RefundRequest(order_id=order_id, reason=reason)
             )
             await undone(
                 "payment_refunded",
@@ -90,7 +90,7 @@ class CancellationActivities:
                 actor=request.requested_by,
                 details={"reason": request.reason},
             )
-            await payments.tell_customer_closed(
+            await refunds.tell_customer_closed(
                 conn, self._settings, order_id, cause="request", reason=request.reason
             )
         return CancelResult(

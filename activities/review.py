@@ -11,7 +11,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.payments import refund_and_tell
+from activities.refunds import refund_and_tell
 from db.repositories import events, notifications, orders
 from db.repositories.risk_history import load_risk_history
 from orderflow.models import (

@@ -14,7 +14,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import payments
+from activities import refunds
 from db.repositories import cancellation, catalogue, delivery, events, inventory, notifications
 from orderflow.models import OrderStatus, ShipmentBooking, Step, TrackingUpdate
 from orderflow.models.activity_names import ActivityName
@@ -404,8 +404,8 @@ class ShippingActivities:
                 actor=resolution.by,
                 details={"case_no": data.case_no, "note": resolution.note},
             )
-            receipt = await payments.refund(
-                conn, payments.RefundRequest(order_id=data.order_id, reason=reason)
+            receipt = await refunds.refund(
+                conn, refunds.RefundRequest(order_id=data.order_id, reason=reason)
             )
             if recorded is not None:
                 await delivery.close_lost_case(
@@ -417,7 +417,7 @@ class ShippingActivities:
                     note=resolution.note,
                 )
                 await delivery.resolve_follow_ups(conn, data.order_id, "refunded")
-                await payments.tell_customer_closed(
+                await refunds.tell_customer_closed(
                     conn, self._settings, data.order_id, cause="parcel_lost"
                 )
         return LostParcelOutcome(

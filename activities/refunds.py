@@ -1,4 +1,5 @@
-"""The payment adapter: refunds of an order's payment, each exactly once per idempotency key.
+"""Refunds of an order's payment, each exactly once per idempotency key, and the customer mail
+that tells an order closed.
 
 The storefront's payment provider captured the money; orderflow holds no provider credentials,
 so the `refunds` table is the provider's ledger here: a refund row is the instruction finance
