@@ -3,6 +3,8 @@ eight steps of the order process and waiting for people only where a person is n
 
 Deterministic orchestration only: every effect is an activity (called by name), every wait
 a timer or a condition on messages, every duration from the `OrderPolicy` in the input.
+What the workflow knows is kept by step in `OrderState` (workflows/order_state.py), which
+also builds what a run hands to the next when it continues as new.
 
 Decisions of steps 6 to 8 and the cancellation:
 - A cancel is accepted until the parcel is handed to the carrier (the booking starts), then
@@ -30,7 +32,7 @@ Every change to the commands a running order issues is behind `workflow.patched`
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -96,6 +98,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from policies.feedback_routing import holds_completion
 
+    # Pure models: shared with the sandbox rather than rebuilt for every workflow run.
+    from workflows.order_state import OrderState
+
 # Database steps are short: local activities, retried until PostgreSQL answers again.
 _DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -134,50 +139,8 @@ class OrderWorkflow:
     def __init__(self, data: OrderWorkflowInput) -> None:
         self._order: Order = data.order
         self._policy = data.policy
-        self._status: OrderStatus | None = None
-        self._timeline: list[TimelineEntry] = []
-        self._classification: Classification | None = None
-        self._assessment: RiskAssessment | None = None
-        self._awaiting: Awaiting | None = None
-        self._decision: ReviewDecision | None = None
-        self._review_recorded = False
-        self._stock_signals = 0
-        self._picked: PickedReport | None = None
-        self._picked_recorded = False
-        self._packed: PackedReport | None = None
-        self._packed_recorded = False
-        self._shipping_started = False
-        self._booking: ShipmentBooking | None = None
-        self._tracking_inbox: list[TrackingUpdate] = []
-        self._seen_tracking: set[str] = set()
-        self._delivered = False
-        self._cancel_request: CancelRequest | None = None
-        self._cancel_result: CancelResult | None = None
         self._received_at = data.received_at
-        # Booking refused: logistics asks for another try (Update retry_booking).
-        self._booking_holds = 0
-        self._rebook_requests = 0
-        self._booking_outcomes = 0
-        # Tracking, follow-ups and lost parcels.
-        self._reship_no = 0
-        self._follow_up_attempt = 0
-        self._follow_up_at: datetime | None = None
-        self._lost_reason: str | None = None
-        self._lost_cases = 0
-        self._resolution: LostParcelResolution | None = None
-        self._resolution_result: LostParcelOutcome | None = None
-        self._resolution_error: str | None = None
-        # Completion, complaints and the review window.
-        self._receipt_confirmed: ReceiptConfirmation | None = None
-        self._holding_tickets: set[str] = set()
-        self._completing = False
-        self._completed = False
-        self._review_open = False
-        self._review_received = False
-        self._closing = False
-        self._runs = 1
-        if data.carried is not None:
-            self._resume(data.carried)
+        self._state = OrderState.resume(data.carried) if data.carried else OrderState()
 
     # ---------------------------------------------------------------- run
     @workflow.run
@@ -198,7 +161,7 @@ class OrderWorkflow:
             except OrderCancelled:
                 await self._undo()
         # From here on no new feedback or review is taken; those in flight finish first.
-        self._closing = True
+        self._state.aftercare.closing = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
 
@@ -207,7 +170,7 @@ class OrderWorkflow:
         result: Classification = await self._local(
             ActivityName.CLASSIFY_ORDER, self._order, result_type=Classification
         )
-        self._classification = result
+        self._state.review.classification = result
         workflow.upsert_search_attributes(
             [sa.ORDER_TYPE.value_set(result.order_type), sa.DEPARTMENT.value_set(result.department)]
         )
@@ -216,6 +179,7 @@ class OrderWorkflow:
 
     async def _review(self) -> bool:
         """Step 3; True when the order may go on."""
+        review = self._state.review
         assessment: RiskAssessment = await self._local(
             ActivityName.ASSESS_RISK,
             AssessRiskInput(
@@ -225,7 +189,7 @@ class OrderWorkflow:
             ),
             result_type=RiskAssessment,
         )
-        self._assessment = assessment
+        review.assessment = assessment
         workflow.upsert_search_attributes(
             [sa.RISK_SCORE.value_set(assessment.score), sa.FLAGGED.value_set(assessment.flagged)]
         )
@@ -235,19 +199,19 @@ class OrderWorkflow:
             return True
 
         self._set_status(OrderStatus.PENDING_REVIEW, score=assessment.score)
-        self._awaiting = Awaiting.REVIEW_DECISION
+        self._set_awaiting(Awaiting.REVIEW_DECISION)
         timed_out = False
-        if not await self._wait(lambda: self._decision is not None, self._policy.review_sla):
+        if not await self._wait(lambda: review.decision is not None, self._policy.review_sla):
             await self._local(ActivityName.ESCALATE_REVIEW, OrderRef(order_id=self._order.order_id))
             self._note("review escalated")
             remaining = self._policy.review_deadline - self._policy.review_sla
-            if not await self._wait(lambda: self._decision is not None, remaining):
+            if not await self._wait(lambda: review.decision is not None, remaining):
                 timed_out = True
-                self._decision = ReviewDecision(
+                review.decision = ReviewDecision(
                     decision="reject", reviewer="system", note="review_timeout"
                 )
-        self._awaiting = None
-        decision = self._decision
+        self._set_awaiting(None)
+        decision = review.decision
         assert decision is not None
         await self._local(
             ActivityName.RECORD_REVIEW_DECISION,
@@ -261,24 +225,25 @@ class OrderWorkflow:
             actor=decision.reviewer,
             note=decision.note,
         )
-        self._review_recorded = True
+        review.recorded = True
         if approved:
             self._raise_if_cancelled()
         return approved
 
     async def _reserve_stock(self) -> None:
+        stock = self._state.stock
         reminders = 0
         waited = timedelta(0)
         while True:
-            seen_signals = self._stock_signals
+            seen_signals = stock.signals
             outcome: ReservationOutcome = await self._local(
                 ActivityName.RESERVE_STOCK, self._order, result_type=ReservationOutcome
             )
             if outcome.reserved:
                 break
-            if self._status != OrderStatus.BACKORDERED:
+            if self._state.progress.status != OrderStatus.BACKORDERED:
                 self._set_status(OrderStatus.BACKORDERED, shortages=outcome.shortages)
-            self._awaiting = Awaiting.STOCK
+            self._set_awaiting(Awaiting.STOCK)
             interval = self._policy.backorder_reminder_interval
             until_offer = self._policy.backorder_cancel_offer_after - waited
             if timedelta(0) < until_offer < interval and workflow.patched(PATCH_OFFER_ON_TIME):
@@ -286,7 +251,7 @@ class OrderWorkflow:
                 interval = until_offer
 
             def stock_arrived(seen: int = seen_signals) -> bool:
-                return self._stock_signals > seen
+                return stock.signals > seen
 
             if await self._wait(stock_arrived, interval):
                 continue
@@ -300,11 +265,12 @@ class OrderWorkflow:
                     offer_cancellation=waited >= self._policy.backorder_cancel_offer_after,
                 ),
             )
-        self._awaiting = None
+        self._set_awaiting(None)
         self._set_status(OrderStatus.RESERVED)
         self._raise_if_cancelled()
 
     async def _pick_and_pack(self) -> None:
+        warehouse = self._state.warehouse
         order_id = self._order.order_id
         await self._local(
             ActivityName.OPEN_PICK_TASK,
@@ -314,18 +280,19 @@ class OrderWorkflow:
         self._raise_if_cancelled()
         if self._policy.auto_warehouse:
             await self._sleep(self._policy.auto_pick_delay)
-            self._picked = self._picked or PickedReport(by="auto-warehouse")
+            warehouse.picked = warehouse.picked or PickedReport(by="auto-warehouse")
         else:
-            self._awaiting = Awaiting.PICKED
-            if not await self._wait(lambda: self._picked is not None, self._policy.pick_sla):
+            self._set_awaiting(Awaiting.PICKED)
+            if not await self._wait(lambda: warehouse.picked is not None, self._policy.pick_sla):
                 await self._local(ActivityName.NOTIFY_PICK_OVERDUE, OrderRef(order_id=order_id))
-                await self._wait(lambda: self._picked is not None, None)
-        assert self._picked is not None
+                await self._wait(lambda: warehouse.picked is not None, None)
+        picked = warehouse.picked
+        assert picked is not None
         await self._local(
-            ActivityName.RECORD_PICKED, WarehouseReportInput(order_id=order_id, by=self._picked.by)
+            ActivityName.RECORD_PICKED, WarehouseReportInput(order_id=order_id, by=picked.by)
         )
-        self._note("picked", actor=self._picked.by)
-        self._picked_recorded = True
+        self._note("picked", actor=picked.by)
+        warehouse.picked_recorded = True
         self._raise_if_cancelled()
 
         weight: float | None
@@ -333,40 +300,42 @@ class OrderWorkflow:
             await self._sleep(self._policy.auto_pack_delay)
             by, weight = "auto-warehouse", None
         else:
-            self._awaiting = Awaiting.PACKED
-            await self._wait(lambda: self._packed is not None, None)
-            assert self._packed is not None
-            by, weight = self._packed.by, self._packed.weight_kg
-        self._awaiting = None
+            self._set_awaiting(Awaiting.PACKED)
+            await self._wait(lambda: warehouse.packed is not None, None)
+            assert warehouse.packed is not None
+            by, weight = warehouse.packed.by, warehouse.packed.weight_kg
+        self._set_awaiting(None)
         measured: float = await self._local(
             ActivityName.RECORD_PACKED,
             WarehouseReportInput(order_id=order_id, by=by, weight_kg=weight),
             result_type=float,
         )
-        self._packed = PackedReport(weight_kg=measured, by=by)
+        warehouse.packed = PackedReport(weight_kg=measured, by=by)
         self._set_status(OrderStatus.PACKED, weight_kg=measured)
-        self._packed_recorded = True
+        warehouse.packed_recorded = True
         self._raise_if_cancelled()
 
     async def _ship(self) -> None:
         booking = await self._book(reship_no=0)
-        self._booking = booking
+        self._state.parcel.booking = booking
         self._set_status(
             OrderStatus.SHIPPED, carrier=booking.carrier, tracking_number=booking.tracking_number
         )
 
     async def _book(self, *, reship_no: int) -> ShipmentBooking:
         """Book the parcel with the carrier; a refusal holds it for logistics (patched)."""
-        assert self._packed is not None
+        parcel = self._state.parcel
+        packed = self._state.warehouse.packed
+        assert packed is not None
         while True:
             # From here on a cancel is refused: the parcel is being handed to the carrier.
-            self._shipping_started = True
+            parcel.shipping_started = True
             try:
                 booking: ShipmentBooking = await workflow.execute_activity(
                     ActivityName.BOOK_SHIPMENT,
                     BookShipmentInput(
                         order=self._order,
-                        weight_kg=self._packed.weight_kg,
+                        weight_kg=packed.weight_kg,
                         requested_at=workflow.now(),
                         reship_no=reship_no,
                     ),
@@ -384,27 +353,28 @@ class OrderWorkflow:
                     raise
                 await self._hold_shipment(cause.message)
                 continue
-            self._booking_outcomes += 1
+            parcel.booking_outcomes += 1
             return booking
 
     async def _hold_shipment(self, reason: str) -> None:
         """No carrier takes the parcel: it waits where it is until logistics asks again."""
-        self._booking_holds += 1
+        parcel = self._state.parcel
+        parcel.booking_holds += 1
         # Nothing is with a carrier: a cancel is possible again (while the order is PACKED).
-        self._shipping_started = False
+        parcel.shipping_started = False
         await self._local(
             ActivityName.HOLD_SHIPMENT,
             ShipmentHoldInput(
-                order_id=self._order.order_id, attempt=self._booking_holds, reason=reason
+                order_id=self._order.order_id, attempt=parcel.booking_holds, reason=reason
             ),
         )
         self._note("booking refused", reason=reason)
-        self._booking_outcomes += 1
-        self._awaiting = Awaiting.CARRIER_BOOKING
-        seen = self._rebook_requests
+        parcel.booking_outcomes += 1
+        self._set_awaiting(Awaiting.CARRIER_BOOKING)
+        seen = parcel.rebook_requests
         # Cancellable only before the first shipment: the cancel validator refuses later.
-        await self._wait(lambda: self._rebook_requests > seen, None)
-        self._awaiting = None
+        await self._wait(lambda: parcel.rebook_requests > seen, None)
+        self._set_awaiting(None)
 
     async def _after_shipment(self) -> None:
         if await self._track_until_delivered():
@@ -412,20 +382,25 @@ class OrderWorkflow:
 
     async def _track_until_delivered(self) -> bool:
         """True once delivered; False when a lost parcel was refunded (the order is closed)."""
+        tracking, lost = self._state.tracking, self._state.lost_parcel
         while True:
-            assert self._booking is not None
-            if self._follow_up_at is None:
-                self._follow_up_at = self._booking.expected_delivery + self._policy.delivery_grace
+            booking = self._state.parcel.booking
+            assert booking is not None
+            if tracking.follow_up_at is None:
+                tracking.follow_up_at = booking.expected_delivery + self._policy.delivery_grace
             while True:
                 await self._apply_tracking()
-                if self._delivered:
+                if tracking.delivered:
                     return True
-                if self._lost_reason is not None:
+                if lost.lost_reason is not None:
                     break
                 await self._continue_as_new_if_long()
-                self._awaiting = Awaiting.DELIVERY
-                timeout = max(self._follow_up_at - workflow.now(), timedelta(0))
-                if await self._wait(lambda: bool(self._tracking_inbox), timeout, cancellable=False):
+                self._set_awaiting(Awaiting.DELIVERY)
+                assert tracking.follow_up_at is not None
+                timeout = max(tracking.follow_up_at - workflow.now(), timedelta(0))
+                if await self._wait(
+                    lambda: bool(tracking.tracking_inbox), timeout, cancellable=False
+                ):
                     continue
                 await self._follow_up()
             outcome = await self._resolve_lost_parcel()
@@ -433,8 +408,9 @@ class OrderWorkflow:
                 return outcome == "delivered"
 
     async def _follow_up(self) -> None:
-        self._follow_up_attempt += 1
-        attempt = self._follow_up_attempt
+        tracking = self._state.tracking
+        tracking.follow_up_attempt += 1
+        attempt = tracking.follow_up_attempt
         result: FollowUpResult = await workflow.execute_activity(
             ActivityName.FOLLOW_UP_DELIVERY,
             FollowUpInput(
@@ -447,21 +423,23 @@ class OrderWorkflow:
             result_type=FollowUpResult,
         )
         self._note("delivery follow-up", attempt=attempt, carrier_status=result.carrier_status)
-        self._follow_up_at = workflow.now() + self._policy.followup_interval
+        tracking.follow_up_at = workflow.now() + self._policy.followup_interval
         if not workflow.patched(PATCH_LOST_PARCEL):
             return
         # Events the carrier lists that never reached the webhook are applied now, once.
         for update in result.events:
-            self._receive_tracking(update)
+            tracking.receive(update)
         if result.carrier_status == "LOST":
-            self._lost_reason = "the carrier reports the parcel lost"
+            self._state.lost_parcel.lost_reason = "the carrier reports the parcel lost"
         elif attempt >= self._policy.followup_max_attempts:
-            self._lost_reason = f"not delivered after {attempt} follow-ups"
+            self._state.lost_parcel.lost_reason = f"not delivered after {attempt} follow-ups"
 
     async def _apply_tracking(self) -> None:
-        while self._tracking_inbox:
-            update = self._tracking_inbox.pop(0)
-            if self._booking is None or update.tracking_number != self._booking.tracking_number:
+        tracking = self._state.tracking
+        while tracking.tracking_inbox:
+            update = tracking.tracking_inbox.pop(0)
+            booking = self._state.parcel.booking
+            if booking is None or update.tracking_number != booking.tracking_number:
                 self._note("ignored tracking event for another parcel", event_id=update.event_id)
                 continue
             await self._local(
@@ -473,45 +451,42 @@ class OrderWorkflow:
             else:
                 self._note(f"carrier reported {update.status}", event_id=update.event_id)
             if update.status == "DELIVERED":
-                self._delivered = True
+                tracking.delivered = True
             elif update.status == "LOST" and workflow.patched(PATCH_LOST_PARCEL):
-                self._lost_reason = "the carrier reports the parcel lost"
+                self._state.lost_parcel.lost_reason = "the carrier reports the parcel lost"
 
     async def _resolve_lost_parcel(self) -> str:
         """A lost parcel waits for logistics: "reshipped", "refunded", or "delivered" (found)."""
-        assert self._booking is not None and self._lost_reason is not None
-        # A new case: whatever resolved an earlier one does not resolve this one.
-        self._resolution = None
-        self._resolution_result = None
-        self._resolution_error = None
-        self._lost_cases += 1
-        case_no = self._lost_cases
+        lost, tracking, parcel = self._state.lost_parcel, self._state.tracking, self._state.parcel
+        lost_booking, reason = parcel.booking, lost.lost_reason
+        assert lost_booking is not None and reason is not None
+        case_no = lost.open_case()
         await self._local(
             ActivityName.OPEN_LOST_PARCEL_CASE,
             LostParcelInput(
                 order_id=self._order.order_id,
                 case_no=case_no,
-                reason=self._lost_reason,
-                carrier=self._booking.carrier,
-                tracking_number=self._booking.tracking_number,
+                reason=reason,
+                carrier=lost_booking.carrier,
+                tracking_number=lost_booking.tracking_number,
             ),
         )
-        self._note("parcel lost: logistics resolves", reason=self._lost_reason, case=case_no)
+        self._note("parcel lost: logistics resolves", reason=reason, case=case_no)
         while True:
-            self._awaiting = Awaiting.LOST_PARCEL_RESOLUTION
+            self._set_awaiting(Awaiting.LOST_PARCEL_RESOLUTION)
             await workflow.wait_condition(
-                lambda: self._resolution is not None or bool(self._tracking_inbox)
+                lambda: lost.resolution is not None or bool(tracking.tracking_inbox)
             )
-            if self._resolution is None:
+            if lost.resolution is None:
                 # The carrier found it after all.
                 await self._apply_tracking()
-                if self._delivered:
-                    self._awaiting = None
-                    self._lost_reason = None
+                if tracking.delivered:
+                    self._set_awaiting(None)
+                    lost.lost_reason = None
                     return "delivered"
                 continue
-            resolution = self._resolution
-            self._awaiting = None
+            resolution = lost.resolution
+            self._set_awaiting(None)
             base = LostParcelResolutionInput(
                 order_id=self._order.order_id, case_no=case_no, resolution=resolution
             )
@@ -523,12 +498,12 @@ class OrderWorkflow:
                     OrderStatus.CANCELLED,
                     actor=resolution.by,
                     resolution="refund",
-                    reason=self._lost_reason,
+                    reason=lost.lost_reason,
                     note=resolution.note,
                 )
-                self._resolution_result = outcome
+                lost.outcome = outcome
                 return "refunded"
-            reship_no = self._reship_no + 1
+            reship_no = parcel.reship_no + 1
             taken: ReplacementOutcome = await self._local(
                 ActivityName.TAKE_REPLACEMENT_STOCK,
                 base.model_copy(update={"reship_no": reship_no}),
@@ -538,19 +513,17 @@ class OrderWorkflow:
                 short = ", ".join(
                     f"{sku} short by {n}" for sku, n in sorted(taken.shortages.items())
                 )
-                self._resolution_error = (
+                lost.error = (
                     f"order {self._order.order_id} cannot be reshipped: {short}; "
                     "refund it, or reship once stock is received"
                 )
-                self._resolution = None
+                lost.resolution = None
                 continue
-            self._reship_no = reship_no
+            parcel.reship_no = reship_no
             booking = await self._book(reship_no=reship_no)
-            self._booking = booking
-            self._delivered = False
-            self._lost_reason = None
-            self._follow_up_attempt = 0
-            self._follow_up_at = None
+            parcel.booking = booking
+            lost.lost_reason = None
+            tracking.next_parcel()
             self._set_status(
                 OrderStatus.SHIPPED,
                 actor=resolution.by,
@@ -558,7 +531,7 @@ class OrderWorkflow:
                 tracking_number=booking.tracking_number,
                 reship=reship_no,
             )
-            self._resolution_result = LostParcelOutcome(
+            lost.outcome = LostParcelOutcome(
                 order_id=self._order.order_id,
                 action="reship",
                 status=OrderStatus.SHIPPED,
@@ -568,49 +541,54 @@ class OrderWorkflow:
             return "reshipped"
 
     async def _complete(self) -> None:
-        self._awaiting = None
+        aftercare = self._state.aftercare
+        self._set_awaiting(None)
         if workflow.patched(PATCH_AFTERCARE):
             how = await self._quiet_period()
         else:
             await self._sleep(self._policy.quiet_period)
             how = "delivered"
-        self._completing = True
+        aftercare.completing = True
         await self._local(
             ActivityName.COMPLETE_ORDER,
             CompleteInput(order_id=self._order.order_id, how=how),
         )
         self._set_status(OrderStatus.COMPLETED)
-        self._completed = True
+        aftercare.completed = True
         if workflow.patched(PATCH_AFTERCARE):
             await self._review_window()
 
     async def _quiet_period(self) -> str:
         """Wait the quiet period (cut short by the customer's confirmation), then while a
         delivery or product complaint made meanwhile is open. How it completed."""
+        aftercare = self._state.aftercare
 
         def confirmed() -> bool:
-            return self._receipt_confirmed is not None
+            return aftercare.receipt_confirmed is not None
 
-        self._awaiting = Awaiting.RECEIPT_CONFIRMATION
+        self._set_awaiting(Awaiting.RECEIPT_CONFIRMATION)
         if self._policy.quiet_period > timedelta(0):
             try:
                 await workflow.wait_condition(confirmed, timeout=self._policy.quiet_period)
             except TimeoutError:
                 pass
-        if not confirmed() and self._holding_tickets:
-            self._awaiting = Awaiting.COMPLAINT_RESOLUTION
-            self._note("completion held by open complaints", tickets=sorted(self._holding_tickets))
-            await workflow.wait_condition(lambda: confirmed() or not self._holding_tickets)
-        self._awaiting = None
+        if not confirmed() and aftercare.holding_tickets:
+            self._set_awaiting(Awaiting.COMPLAINT_RESOLUTION)
+            self._note(
+                "completion held by open complaints", tickets=sorted(aftercare.holding_tickets)
+            )
+            await workflow.wait_condition(lambda: confirmed() or not aftercare.holding_tickets)
+        self._set_awaiting(None)
         return "confirmed_by_customer" if confirmed() else "quiet_period"
 
     async def _review_window(self) -> None:
-        self._review_open = True
-        self._awaiting = Awaiting.REVIEW
+        aftercare = self._state.aftercare
+        aftercare.review_open = True
+        self._set_awaiting(Awaiting.REVIEW)
         if self._policy.review_window > timedelta(0):
             await workflow.sleep(self._policy.review_window)
-        self._review_open = False
-        self._awaiting = None
+        aftercare.review_open = False
+        self._set_awaiting(None)
 
     async def _continue_as_new_if_long(self) -> None:
         """Hand the state to a fresh run when this one's history has grown large."""
@@ -633,105 +611,69 @@ class OrderWorkflow:
         )
 
     def _carry(self) -> CarriedState:
-        assert self._status is not None and self._packed is not None
-        assert self._booking is not None
-        return CarriedState(
-            status=self._status,
-            timeline=list(self._timeline),
-            classification=self._classification,
-            assessment=self._assessment,
-            packed=self._packed,
-            booking=self._booking,
-            reship_no=self._reship_no,
-            lost_cases=self._lost_cases,
-            lost_reason=self._lost_reason,
-            seen_tracking=sorted(self._seen_tracking),
-            tracking_inbox=list(self._tracking_inbox),
-            follow_up_attempt=self._follow_up_attempt,
-            follow_up_at=self._follow_up_at,
-            holding_tickets=sorted(self._holding_tickets),
-            runs=self._runs + 1,
-            # Runs that continued before this was carried numbered later holds from 1 again.
-            booking_holds=self._booking_holds if workflow.patched(PATCH_CARRY_BOOKING_HOLDS) else 0,
-        )
-
-    def _resume(self, carried: CarriedState) -> None:
-        self._status = carried.status
-        self._timeline = list(carried.timeline)
-        self._classification = carried.classification
-        self._assessment = carried.assessment
-        self._review_recorded = True
-        self._picked = PickedReport(by=carried.packed.by)
-        self._picked_recorded = True
-        self._packed = carried.packed
-        self._packed_recorded = True
-        self._shipping_started = True
-        self._booking = carried.booking
-        self._reship_no = carried.reship_no
-        self._lost_cases = carried.lost_cases
-        self._lost_reason = carried.lost_reason
-        self._seen_tracking = set(carried.seen_tracking)
-        self._tracking_inbox = list(carried.tracking_inbox)
-        self._follow_up_attempt = carried.follow_up_attempt
-        self._follow_up_at = carried.follow_up_at
-        self._holding_tickets = set(carried.holding_tickets)
-        self._runs = carried.runs
-        self._booking_holds = carried.booking_holds
+        carried = self._state.carry()
+        # Runs that continued before the holds were carried numbered later holds from 1 again;
+        # they keep doing so on replay.
+        holds = carried.booking_holds if workflow.patched(PATCH_CARRY_BOOKING_HOLDS) else 0
+        return carried.model_copy(update={"runs": carried.runs + 1, "booking_holds": holds})
 
     async def _undo(self) -> None:
-        request = self._cancel_request
+        cancellation = self._state.cancellation
+        request = cancellation.request
         assert request is not None
-        self._awaiting = None
+        self._set_awaiting(None)
         result: CancelResult = await self._local(
             ActivityName.CANCEL_ORDER,
             CancelInput(order_id=self._order.order_id, request=request),
             result_type=CancelResult,
         )
         self._set_status(OrderStatus.CANCELLED, actor=request.requested_by, reason=request.reason)
-        self._cancel_result = result
+        cancellation.result = result
 
     # ---------------------------------------------------------------- messages
     @workflow.query
     def view(self) -> OrderView:
+        progress, review = self._state.progress, self._state.review
+        classification, assessment = review.classification, review.assessment
+        booking = self._state.parcel.booking
         return OrderView(
             order_id=self._order.order_id,
-            status=self._status or OrderStatus.RECEIVED,
-            order_type=self._classification.order_type if self._classification else None,
-            department=self._classification.department if self._classification else None,
-            risk_score=self._assessment.score if self._assessment else None,
-            risk_reasons=self._assessment.reasons if self._assessment else [],
-            flagged=bool(self._assessment and self._assessment.flagged),
-            awaiting=self._awaiting,
-            tracking_number=self._booking.tracking_number if self._booking else None,
-            carrier=self._booking.carrier if self._booking else None,
-            timeline=list(self._timeline),
+            status=progress.status or OrderStatus.RECEIVED,
+            order_type=classification.order_type if classification else None,
+            department=classification.department if classification else None,
+            risk_score=assessment.score if assessment else None,
+            risk_reasons=assessment.reasons if assessment else [],
+            flagged=bool(assessment and assessment.flagged),
+            awaiting=progress.awaiting,
+            tracking_number=booking.tracking_number if booking else None,
+            carrier=booking.carrier if booking else None,
+            timeline=list(progress.timeline),
         )
 
     @workflow.update
     async def decide_review(self, decision: ReviewDecision) -> OrderView:
-        self._decision = decision
-        await workflow.wait_condition(
-            lambda: self._review_recorded or self._cancel_result is not None
-        )
+        review = self._state.review
+        review.decision = decision
+        await workflow.wait_condition(lambda: review.recorded or self._cancel_finished())
         return self.view()
 
     @decide_review.validator
     def _validate_decision(self, decision: ReviewDecision) -> None:
-        if self._awaiting != Awaiting.REVIEW_DECISION or self._decision is not None:
+        if self._awaiting() != Awaiting.REVIEW_DECISION or self._state.review.decision is not None:
             raise ApplicationError(
-                f"order {self._order.order_id} awaits no review decision "
-                f"(status {self._status or OrderStatus.RECEIVED})",
+                f"order {self._order.order_id} awaits no review decision (status {self._status()})",
                 type="WrongState",
                 non_retryable=True,
             )
 
     @workflow.update
     async def cancel(self, request: CancelRequest) -> CancelResult:
-        if self._cancel_request is None:
-            self._cancel_request = request
-        await workflow.wait_condition(lambda: self._cancel_result is not None)
-        assert self._cancel_result is not None
-        return self._cancel_result
+        cancellation = self._state.cancellation
+        if cancellation.request is None:
+            cancellation.request = request
+        await workflow.wait_condition(self._cancel_finished)
+        assert cancellation.result is not None
+        return cancellation.result
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
@@ -741,10 +683,10 @@ class OrderWorkflow:
 
     def _cancel_refusal(self) -> str | None:
         """Why a cancel cannot be taken now; None when it can (a repeat gets the same result)."""
-        status = self._status or OrderStatus.RECEIVED
-        if status == OrderStatus.CANCELLED or self._cancel_request is not None:
+        status = self._status()
+        if status == OrderStatus.CANCELLED or self._state.cancellation.request is not None:
             return None
-        if self._shipping_started or status in SHIPPED_OR_LATER:
+        if self._state.parcel.shipping_started or status in SHIPPED_OR_LATER:
             return (
                 f"order {self._order.order_id} has already shipped and can no longer be cancelled"
             )
@@ -759,101 +701,97 @@ class OrderWorkflow:
         again; one that comes too late is noted on the timeline instead."""
         if self._cancel_refusal() is not None:
             self._note("cancel refused", actor=request.requested_by, reason=request.reason)
-        elif self._cancel_request is None:
-            self._cancel_request = request
+        elif self._state.cancellation.request is None:
+            self._state.cancellation.request = request
 
     @workflow.signal
     def stock_received(self, receipt: StockReceived) -> None:
         if any(item.sku == receipt.sku for item in self._order.items):
-            self._stock_signals += 1
+            self._state.stock.signals += 1
 
     @workflow.update
     async def report_picked(self, report: PickedReport) -> OrderView:
-        self._picked = report
-        await workflow.wait_condition(
-            lambda: self._picked_recorded or self._cancel_result is not None
-        )
+        warehouse = self._state.warehouse
+        warehouse.picked = report
+        await workflow.wait_condition(lambda: warehouse.picked_recorded or self._cancel_finished())
         return self.view()
 
     @report_picked.validator
     def _validate_picked(self, report: PickedReport) -> None:
-        if self._awaiting != Awaiting.PICKED or self._picked is not None:
+        if self._awaiting() != Awaiting.PICKED or self._state.warehouse.picked is not None:
             raise self._wrong_state("is not waiting to be picked")
 
     @workflow.update
     async def report_packed(self, report: PackedReport) -> OrderView:
-        self._packed = report
-        await workflow.wait_condition(
-            lambda: self._packed_recorded or self._cancel_result is not None
-        )
+        warehouse = self._state.warehouse
+        warehouse.packed = report
+        await workflow.wait_condition(lambda: warehouse.packed_recorded or self._cancel_finished())
         return self.view()
 
     @report_packed.validator
     def _validate_packed(self, report: PackedReport) -> None:
-        if self._awaiting != Awaiting.PACKED or self._packed is not None:
+        awaiting = self._awaiting()
+        if awaiting != Awaiting.PACKED or self._state.warehouse.packed is not None:
             reason = (
                 "has not been picked yet"
-                if self._awaiting == Awaiting.PICKED
+                if awaiting == Awaiting.PICKED
                 else "is not waiting to be packed"
             )
             raise self._wrong_state(reason)
 
     def _wrong_state(self, reason: str) -> ApplicationError:
         return ApplicationError(
-            f"order {self._order.order_id} {reason} (status {self._status or OrderStatus.RECEIVED})",
+            f"order {self._order.order_id} {reason} (status {self._status()})",
             type="WrongState",
             non_retryable=True,
         )
 
     @workflow.signal
     def tracking_event(self, update: TrackingUpdate) -> None:
-        self._receive_tracking(update)
-
-    def _receive_tracking(self, update: TrackingUpdate) -> None:
-        # Kept even before the booking is known here: a fast carrier may report first.
-        if update.event_id in self._seen_tracking or self._delivered:
-            return
-        self._seen_tracking.add(update.event_id)
-        self._tracking_inbox.append(update)
+        self._state.tracking.receive(update)
 
     @workflow.update
     async def retry_booking(self, request: RebookRequest) -> OrderView:
-        seen = self._booking_outcomes
-        self._rebook_requests += 1
+        parcel = self._state.parcel
+        seen = parcel.booking_outcomes
+        parcel.rebook_requests += 1
         self._note("booking retried", actor=request.by, comment=request.note)
         await workflow.wait_condition(
-            lambda: self._booking_outcomes > seen or self._cancel_result is not None
+            lambda: parcel.booking_outcomes > seen or self._cancel_finished()
         )
         return self.view()
 
     @retry_booking.validator
     def _validate_retry_booking(self, request: RebookRequest) -> None:
-        if self._awaiting != Awaiting.CARRIER_BOOKING:
+        if self._awaiting() != Awaiting.CARRIER_BOOKING:
             raise self._wrong_state("is not waiting for a carrier booking")
 
     @workflow.update
     async def resolve_lost_parcel(self, resolution: LostParcelResolution) -> LostParcelOutcome:
-        self._resolution_result = None
-        self._resolution_error = None
-        self._resolution = resolution
-        await workflow.wait_condition(
-            lambda: self._resolution_result is not None or self._resolution_error is not None
-        )
-        if self._resolution_error is not None:
-            error, self._resolution_error = self._resolution_error, None
+        lost = self._state.lost_parcel
+        lost.outcome = None
+        lost.error = None
+        lost.resolution = resolution
+        await workflow.wait_condition(lambda: lost.outcome is not None or lost.error is not None)
+        if lost.error is not None:
+            error, lost.error = lost.error, None
             raise ApplicationError(error, type="WrongState", non_retryable=True)
-        assert self._resolution_result is not None
-        return self._resolution_result
+        assert lost.outcome is not None
+        return lost.outcome
 
     @resolve_lost_parcel.validator
     def _validate_resolution(self, resolution: LostParcelResolution) -> None:
-        if self._awaiting != Awaiting.LOST_PARCEL_RESOLUTION or self._resolution is not None:
+        if (
+            self._awaiting() != Awaiting.LOST_PARCEL_RESOLUTION
+            or self._state.lost_parcel.resolution is not None
+        ):
             raise self._wrong_state("has no lost parcel awaiting a resolution")
 
     @workflow.update
     async def submit_feedback(self, request: FeedbackRequest) -> FeedbackReceipt:
+        aftercare = self._state.aftercare
         # Feedback may come the moment the order is placed: its ticket needs the order's row.
-        await workflow.wait_condition(lambda: self._status is not None)
+        await workflow.wait_condition(lambda: self._state.progress.status is not None)
         ticket_id = f"FB-{workflow.uuid4().hex[:12].upper()}"
         receipt: FeedbackReceipt = await self._local(
             ActivityName.RECORD_FEEDBACK,
@@ -862,14 +800,16 @@ class OrderWorkflow:
                 ticket_id=ticket_id,
                 request=request,
                 holds_completion=holds_completion(
-                    request.category, delivered=self._delivered, completing=self._completing
+                    request.category,
+                    delivered=self._state.tracking.delivered,
+                    completing=aftercare.completing,
                 ),
             ),
             result_type=FeedbackReceipt,
         )
         if receipt.created:
             if receipt.holds_completion:
-                self._holding_tickets.add(receipt.ticket_id)
+                aftercare.hold(receipt.ticket_id)
             self._note(
                 "feedback received",
                 actor=request.by,
@@ -881,33 +821,34 @@ class OrderWorkflow:
 
     @submit_feedback.validator
     def _validate_feedback(self, request: FeedbackRequest) -> None:
-        if self._closing:
+        if self._state.aftercare.closing:
             raise self._wrong_state("is closed: feedback is taken until the review window ends")
 
     @workflow.signal
     def feedback_resolved(self, resolved: FeedbackResolved) -> None:
-        if resolved.ticket_id in self._holding_tickets:
-            self._holding_tickets.discard(resolved.ticket_id)
+        if self._state.aftercare.release(resolved.ticket_id):
             self._note("complaint resolved", actor=resolved.by, ticket_id=resolved.ticket_id)
 
     @workflow.update
     async def confirm_receipt(self, confirmation: ReceiptConfirmation) -> OrderView:
-        if self._receipt_confirmed is None:
-            self._receipt_confirmed = confirmation
+        aftercare = self._state.aftercare
+        if aftercare.receipt_confirmed is None:
+            aftercare.receipt_confirmed = confirmation
             self._note("receipt confirmed", actor=confirmation.by)
-        await workflow.wait_condition(lambda: self._completed)
+        await workflow.wait_condition(lambda: aftercare.completed)
         return self.view()
 
     @confirm_receipt.validator
     def _validate_confirmation(self, confirmation: ReceiptConfirmation) -> None:
-        if not self._delivered:
+        aftercare = self._state.aftercare
+        if not self._state.tracking.delivered:
             raise self._wrong_state("has not been delivered yet")
-        if self._completing or self._completed:
+        if aftercare.completing or aftercare.completed:
             raise self._wrong_state("is completed already")
 
     @workflow.update
     async def submit_review(self, review: ProductReview) -> ReviewReceipt:
-        self._review_received = True
+        self._state.aftercare.review_received = True
         receipt: ReviewReceipt = await self._local(
             ActivityName.RECORD_PRODUCT_REVIEW,
             ProductReviewInput(order_id=self._order.order_id, review=review),
@@ -918,10 +859,11 @@ class OrderWorkflow:
 
     @submit_review.validator
     def _validate_review(self, review: ProductReview) -> None:
-        if self._review_received:
+        aftercare = self._state.aftercare
+        if aftercare.review_received:
             raise self._wrong_state("has been reviewed already")
-        if not self._review_open:
-            when = "has closed" if self._completed else "opens when the order is completed"
+        if not aftercare.review_open:
+            when = "has closed" if aftercare.completed else "opens when the order is completed"
             raise self._wrong_state(f"takes no review: the review window {when}")
 
     # ---------------------------------------------------------------- helpers
@@ -940,7 +882,7 @@ class OrderWorkflow:
         """Wait until `done()`, or the timeout; True when done. An accepted cancel interrupts."""
 
         def ready() -> bool:
-            return done() or (cancellable and self._cancel_request is not None)
+            return done() or (cancellable and self._state.cancellation.request is not None)
 
         if timeout is not None and timeout <= timedelta(0):
             reached = ready()
@@ -959,15 +901,29 @@ class OrderWorkflow:
             await self._wait(lambda: False, duration)
 
     def _raise_if_cancelled(self) -> None:
-        if self._cancel_request is not None:
+        if self._state.cancellation.request is not None:
             raise OrderCancelled()
 
+    def _cancel_finished(self) -> bool:
+        return self._state.cancellation.result is not None
+
+    def _status(self) -> OrderStatus:
+        """The status as people see it (RECEIVED until step 1 has recorded the order)."""
+        return self._state.progress.status or OrderStatus.RECEIVED
+
+    def _awaiting(self) -> Awaiting | None:
+        return self._state.progress.awaiting
+
+    def _set_awaiting(self, awaiting: Awaiting | None) -> None:
+        self._state.progress.awaiting = awaiting
+
     def _set_status(self, status: OrderStatus, *, actor: str = "system", **details: Any) -> None:
-        self._status = status
-        self._timeline.append(
+        progress = self._state.progress
+        progress.status = status
+        progress.timeline.append(
             TimelineEntry(
                 status=status,
-                step=STEP_OF_STATUS.get(status, self._current_step()),
+                step=STEP_OF_STATUS.get(status, progress.current_step()),
                 at=workflow.now(),
                 actor=actor,
                 details={k: v for k, v in details.items() if v is not None},
@@ -977,16 +933,13 @@ class OrderWorkflow:
 
     def _note(self, what: str, *, actor: str = "system", **details: Any) -> None:
         """A timeline entry that does not change the status."""
-        status = self._status or OrderStatus.RECEIVED
-        self._timeline.append(
+        progress = self._state.progress
+        progress.timeline.append(
             TimelineEntry(
-                status=status,
-                step=self._current_step(),
+                status=self._status(),
+                step=progress.current_step(),
                 at=workflow.now(),
                 actor=actor,
                 details={"note": what, **{k: v for k, v in details.items() if v is not None}},
             )
         )
-
-    def _current_step(self) -> int:
-        return self._timeline[-1].step if self._timeline else 1

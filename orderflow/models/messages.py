@@ -198,7 +198,13 @@ class RebookRequest(Strict):
 
 
 class CarriedState(Strict):
-    """What a run hands to the next when it continues as new (from shipment on)."""
+    """What a run hands to the next when it continues as new (from shipment on).
+
+    The carried fields of the workflow's state parts (workflows/order_state.py), laid flat and
+    built there in one place; importing the workflow fails when a part carries a field that is
+    missing here, or the other way round. The flat shape is the contract between runs of
+    different deploys: change a field only so that both older and newer runs can read it.
+    """
 
     status: OrderStatus
     timeline: list[TimelineEntry]
