@@ -151,6 +151,8 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
         if settings.mode != "production":
             console.print("  development tokens: " + ", ".join(f"dev-{role}" for role in ROLES))
         console.print("Press Ctrl-C to stop.\n")
+        # Redirected to a file, stdout is block-buffered: the banner must show now, not at exit.
+        console.file.flush()
         reason = sup.wait()
         console.print(f"stopping ({reason}) …")
     return reason

@@ -84,6 +84,10 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
     process = _start(clone, env, log)
     try:
         _wait_healthy(api, process, log)
+        # The banner follows the API's first answer by a moment.
+        deadline = time.monotonic() + 30
+        while "Press Ctrl-C" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert "dev-reviewer" in log.read_text()
         placed = httpx.post(f"{api}/orders", json=body, headers=headers, timeout=30)
         assert placed.status_code == 202, placed.text
