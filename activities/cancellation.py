@@ -3,7 +3,7 @@
 Undone in one transaction, latest step first: the pick task comes off the warehouse's list,
 the reserved stock goes back, the order's places in the backorder queues and its shares of
 the purchase requests are withdrawn, an open review task is closed, the payment is refunded
-through the payment adapter, and the customer is told. Each undo leaves its own event, so
+(`db/repositories/refunds.py`), and the customer is told. Each undo leaves its own event, so
 the timeline shows what was undone. The order's row is locked first (the lock order of every
 stock change), so a goods receipt serving the order and its cancel never interleave; a retried
 or repeated cancel finds `cancellation.cancelled` recorded and changes nothing.
@@ -11,22 +11,16 @@ or repeated cancel finds `cancellation.cancelled` recorded and changes nothing.
 
 from __future__ import annotations
 
-import asyncpg
 from temporalio import activity
 
-from activities import refunds
-from db.repositories import cancellation, events, inventory
+from activities.effects import OrderActivities, OrderEvent
+from db.repositories import cancellation, inventory, refunds
 from orderflow.models import CancelResult, OrderStatus
 from orderflow.models.activity_names import ActivityName
 from orderflow.models.steps import CancelInput
-from orderflow.settings import Settings
 
 
-class CancellationActivities:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self._pool = pool
-        self._settings = settings
-
+class CancellationActivities(OrderActivities):
     @activity.defn(name=ActivityName.CANCEL_ORDER)
     async def cancel_order(self, data: CancelInput) -> CancelResult:
         order_id = data.order_id
@@ -42,25 +36,27 @@ class CancellationActivities:
                     released_lines=await cancellation.released_lines(conn, order_id),
                 )
 
-            async def undone(key: str, kind: str, **details: object) -> None:
-                await events.record_event(
+            # Each undo leaves an event of its own kind, keyed `cancellation.<kind>`.
+            async def undone(kind: str, **details: object) -> None:
+                await self._effects.claim_in(
                     conn,
-                    order_id=order_id,
-                    event_key=f"cancellation.{key}",
-                    step=step,
-                    kind=kind,
-                    actor=request.requested_by,
-                    details=details,
+                    OrderEvent(
+                        order_id,
+                        f"cancellation.{kind}",
+                        step,
+                        kind,
+                        actor=request.requested_by,
+                        details=details,
+                    ),
                 )
 
             task_was = await cancellation.cancel_pick_task(conn, order_id)
             if task_was is not None:
-                await undone("pick_task_cancelled", "pick_task_cancelled", task_was=task_was)
+                await undone("pick_task_cancelled", task_was=task_was)
             shares = await cancellation.waiting_shares(conn, order_id)
             released = await inventory.release(conn, order_id)
             if released or shares:
                 await undone(
-                    "stock_released",
                     "stock_released",
                     lines=released,
                     withdrawn_shares=[
@@ -69,26 +65,27 @@ class CancellationActivities:
                     ],
                 )
             if await cancellation.cancel_review_task(conn, order_id):
-                await undone("review_task_closed", "review_task_closed")
+                await undone("review_task_closed")
             reason = f"cancelled: {request.reason}"
             receipt = await refunds.refund(
                 conn, refunds.RefundRequest(order_id=order_id, reason=reason)
             )
             await undone(
                 "payment_refunded",
-                "payment_refunded",
                 amount=str(receipt.amount),
                 idempotency_key=receipt.idempotency_key,
             )
-            await events.record_event(
+            await self._effects.claim_in(
                 conn,
-                order_id=order_id,
-                event_key="cancellation.cancelled",
-                step=step,
-                kind="order_cancelled",
-                status=OrderStatus.CANCELLED,
-                actor=request.requested_by,
-                details={"reason": request.reason},
+                OrderEvent(
+                    order_id,
+                    "cancellation.cancelled",
+                    step,
+                    "order_cancelled",
+                    status=OrderStatus.CANCELLED,
+                    actor=request.requested_by,
+                    details={"reason": request.reason},
+                ),
             )
             await refunds.tell_customer_closed(
                 conn, self._settings, order_id, cause="request", reason=request.reason

@@ -1,36 +1,24 @@
 """Steps 1 and 2: the order recorded with its payment and confirmation e-mail, then
 classified and assigned to its department.
 
-Each activity writes its effect, the order's new status and its event in one transaction,
-keyed so that a retried activity changes nothing the second time. They touch only
-PostgreSQL, so the workflow runs them as local activities.
+Each activity writes its effect once, with its event (`activities/effects.py`). They touch
+only PostgreSQL, so the workflow runs them as local activities.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-import asyncpg
 from temporalio import activity
 
-from db.repositories import catalogue, events, notifications, orders
-from orderflow.models import (
-    Classification,
-    Order,
-    OrderStatus,
-    OrderWorkflowInput,
-    Step,
-)
+from activities.effects import OrderActivities, OrderEvent
+from db.repositories import catalogue, orders
+from orderflow.models import Classification, Order, OrderStatus, OrderWorkflowInput, Step
 from orderflow.models.activity_names import ActivityName
-from orderflow.settings import Settings
 from policies.classification import ClassificationThresholds, classify, order_facts
 
 
-class IntakeActivities:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self._pool = pool
-        self._settings = settings
-
+class IntakeActivities(OrderActivities):
     # Step 1 ---------------------------------------------------------------------------
     @activity.defn(name=ActivityName.RECORD_ORDER)
     async def record_order(self, data: OrderWorkflowInput) -> None:
@@ -46,27 +34,27 @@ class IntakeActivities:
             )
             if not inserted:
                 return
-            await events.record_event(
+            # The order's row is new, so is its first event (it can exist only with the row).
+            claimed = await self._effects.claim_in(
                 conn,
-                order_id=order.order_id,
-                event_key="generation.received",
-                step=Step.GENERATION,
-                kind="order_received",
-                status=OrderStatus.RECEIVED,
-                actor=f"storefront:{order.channel}",
-                details={
-                    "total": str(order.total),
-                    "currency": order.currency,
-                    "lines": len(order.items),
-                },
+                OrderEvent(
+                    order.order_id,
+                    "generation.received",
+                    Step.GENERATION,
+                    "order_received",
+                    status=OrderStatus.RECEIVED,
+                    actor=f"storefront:{order.channel}",
+                    details={
+                        "total": str(order.total),
+                        "currency": order.currency,
+                        "lines": len(order.items),
+                    },
+                ),
             )
+            assert claimed is not None
             # The order's rows were written above: the confirmation lists them from there.
-            await notifications.email_customer(
-                conn,
-                self._settings,
-                key=f"{order.order_id}:confirmation",
-                order_id=order.order_id,
-                kind="order_confirmation",
+            await claimed.email_customer(
+                key=f"{order.order_id}:confirmation", kind="order_confirmation"
             )
 
     # Step 2 ---------------------------------------------------------------------------
@@ -86,24 +74,24 @@ class IntakeActivities:
                     bulk_value=Decimal(self._settings.bulk_value_threshold),
                 ),
             )
-            recorded = await events.record_event(
+            claimed = await self._effects.claim_in(
                 conn,
-                order_id=order.order_id,
-                event_key="classification.classified",
-                step=Step.CLASSIFICATION,
-                kind="order_classified",
-                status=OrderStatus.CLASSIFIED,
-                details=result.model_dump(),
+                OrderEvent(
+                    order.order_id,
+                    "classification.classified",
+                    Step.CLASSIFICATION,
+                    "order_classified",
+                    status=OrderStatus.CLASSIFIED,
+                    details=result.model_dump(),
+                ),
             )
-            if recorded is not None:
+            if claimed:
                 await orders.set_classification(
                     conn, order.order_id, result.order_type, result.department
                 )
-                await notifications.notify_department(
-                    conn,
+                await claimed.notify_department(
                     department=result.department,
                     key=f"{order.order_id}:assigned",
-                    order_id=order.order_id,
                     kind="department_assignment",
                     context={"order_type": result.order_type, "rule": result.rule},
                 )

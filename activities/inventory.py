@@ -1,39 +1,26 @@
 """Step 4: stock reserved all-or-nothing, or the order backordered with its share of a
 purchase request, and reminders while it waits.
 
-Each activity writes its effect, the order's new status and its event in one transaction,
-keyed so that a retried activity changes nothing the second time. They touch only
-PostgreSQL, so the workflow runs them as local activities.
+Each activity writes its effect once, with its event (`activities/effects.py`). They touch
+only PostgreSQL, so the workflow runs them as local activities.
 """
 
 from __future__ import annotations
 
-import asyncpg
 from temporalio import activity
 
-from db.repositories import events, inventory, notifications
-from orderflow.models import (
-    Order,
-    OrderStatus,
-    ReservationOutcome,
-    Step,
-)
+from activities.effects import OrderActivities, OrderEvent
+from db.repositories import inventory, orders
+from orderflow.models import Order, OrderStatus, ReservationOutcome, Step
 from orderflow.models.activity_names import ActivityName
-from orderflow.models.steps import (
-    BackorderReminderInput,
-)
-from orderflow.settings import Settings
+from orderflow.models.steps import BackorderReminderInput
 
 
 def _lines(order: Order) -> list[tuple[str, int]]:
     return [(item.sku, item.quantity) for item in order.items]
 
 
-class InventoryActivities:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self._pool = pool
-        self._settings = settings
-
+class InventoryActivities(OrderActivities):
     # Step 4 ---------------------------------------------------------------------------
     @activity.defn(name=ActivityName.RESERVE_STOCK)
     async def reserve_stock(self, order: Order) -> ReservationOutcome:
@@ -44,37 +31,38 @@ class InventoryActivities:
                 # Cancelled or rejected meanwhile: the workflow's own cancel path undoes it.
                 return ReservationOutcome(reserved=False)
             if attempt.reserved:
-                await events.record_event(
+                # Held now or before (an earlier attempt, stock received while it waited):
+                # the event is recorded once either way.
+                await self._effects.claim_in(
                     conn,
-                    order_id=order.order_id,
-                    event_key="inventory.reserved",
-                    step=Step.INVENTORY,
-                    kind="stock_reserved",
-                    status=OrderStatus.RESERVED,
-                    details={"lines": len(lines)},
+                    OrderEvent(
+                        order.order_id,
+                        "inventory.reserved",
+                        Step.INVENTORY,
+                        "stock_reserved",
+                        status=OrderStatus.RESERVED,
+                        details={"lines": len(lines)},
+                    ),
                 )
                 return ReservationOutcome(reserved=True)
-            placed_at = await conn.fetchval(
-                "SELECT placed_at FROM orders WHERE order_id = $1", order.order_id
-            )
+            placed_at = await orders.placed_at(conn, order.order_id)
             await inventory.open_backorder(
                 conn, order.order_id, placed_at, lines, attempt.shortages
             )
-            recorded = await events.record_event(
+            claimed = await self._effects.claim_in(
                 conn,
-                order_id=order.order_id,
-                event_key="inventory.backordered",
-                step=Step.INVENTORY,
-                kind="backordered",
-                status=OrderStatus.BACKORDERED,
-                details={"shortages": attempt.shortages},
+                OrderEvent(
+                    order.order_id,
+                    "inventory.backordered",
+                    Step.INVENTORY,
+                    "backordered",
+                    status=OrderStatus.BACKORDERED,
+                    details={"shortages": attempt.shortages},
+                ),
             )
-            if recorded is not None:
-                await notifications.email_customer(
-                    conn,
-                    self._settings,
+            if claimed:
+                await claimed.email_customer(
                     key=f"{order.order_id}:backordered",
-                    order_id=order.order_id,
                     kind="backorder_notice",
                     context={"shortages": attempt.shortages},
                 )
@@ -82,28 +70,23 @@ class InventoryActivities:
 
     @activity.defn(name=ActivityName.REMIND_BACKORDER)
     async def remind_backorder(self, data: BackorderReminderInput) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=data.order_id,
-                event_key=f"inventory.reminder.{data.reminder_no}",
-                step=Step.INVENTORY,
-                kind="backorder_reminder",
-                details={
-                    "reminder_no": data.reminder_no,
-                    "cancellation_offered": data.offer_cancellation,
-                },
-            )
-            if recorded is None:
-                return
-            await notifications.email_customer(
-                conn,
-                self._settings,
-                key=f"{data.order_id}:backorder_reminder:{data.reminder_no}",
-                order_id=data.order_id,
-                kind="backorder_reminder",
-                context={
-                    "reminder_no": data.reminder_no,
-                    "offer_cancellation": data.offer_cancellation,
-                },
-            )
+        event = OrderEvent(
+            data.order_id,
+            f"inventory.reminder.{data.reminder_no}",
+            Step.INVENTORY,
+            "backorder_reminder",
+            details={
+                "reminder_no": data.reminder_no,
+                "cancellation_offered": data.offer_cancellation,
+            },
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed:
+                await claimed.email_customer(
+                    key=f"{data.order_id}:backorder_reminder:{data.reminder_no}",
+                    kind="backorder_reminder",
+                    context={
+                        "reminder_no": data.reminder_no,
+                        "offer_cancellation": data.offer_cancellation,
+                    },
+                )

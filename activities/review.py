@@ -1,8 +1,7 @@
 """Step 3: the risk assessment, the review task with its escalation, and the decision.
 
-Each activity writes its effect, the order's new status and its event in one transaction,
-keyed so that a retried activity changes nothing the second time. They touch only
-PostgreSQL, so the workflow runs them as local activities.
+Each activity writes its effect once, with its event (`activities/effects.py`). They touch
+only PostgreSQL, so the workflow runs them as local activities.
 """
 
 from __future__ import annotations
@@ -11,29 +10,20 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.refunds import refund_and_tell
-from db.repositories import events, notifications, orders
+from activities.effects import OrderActivities, OrderEvent
+from db.repositories import orders, refunds, reviews
 from db.repositories.risk_history import load_risk_history
-from orderflow.models import (
-    OrderStatus,
-    RiskAssessment,
-    Step,
-)
+from orderflow.models import OrderStatus, RiskAssessment, Step
 from orderflow.models.activity_names import ActivityName
 from orderflow.models.risk import RiskConfig
-from orderflow.models.steps import (
-    AssessRiskInput,
-    OrderRef,
-    ReviewOutcomeInput,
-)
+from orderflow.models.steps import AssessRiskInput, OrderRef, ReviewOutcomeInput
 from orderflow.settings import Settings
 from policies.risk import score_order
 
 
-class ReviewActivities:
+class ReviewActivities(OrderActivities):
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self._pool = pool
-        self._settings = settings
+        super().__init__(pool, settings)
         self._risk_config = RiskConfig.from_settings(settings)
 
     # Step 3 ---------------------------------------------------------------------------
@@ -41,10 +31,7 @@ class ReviewActivities:
     async def assess_risk(self, data: AssessRiskInput) -> RiskAssessment:
         order = data.order
         async with self._pool.acquire() as conn:
-            stored = await conn.fetchrow(
-                "SELECT risk_score, risk_reasons, flagged, placed_at FROM orders WHERE order_id = $1",
-                order.order_id,
-            )
+            stored = await orders.risk_of(conn, order.order_id)
             if stored is None:
                 raise ApplicationError(
                     f"order {order.order_id} is not recorded", non_retryable=True
@@ -60,42 +47,36 @@ class ReviewActivities:
             assessment = score_order(order, history, self._risk_config)
             async with conn.transaction():
                 status = OrderStatus.PENDING_REVIEW if assessment.flagged else OrderStatus.APPROVED
-                recorded = await events.record_event(
+                claimed = await self._effects.claim_in(
                     conn,
-                    order_id=order.order_id,
-                    event_key="review.assessed",
-                    step=Step.REVIEW,
-                    kind="review_flagged" if assessment.flagged else "auto_approved",
-                    status=status,
-                    details=assessment.model_dump(mode="json"),
+                    OrderEvent(
+                        order.order_id,
+                        "review.assessed",
+                        Step.REVIEW,
+                        "review_flagged" if assessment.flagged else "auto_approved",
+                        status=status,
+                        details=assessment.model_dump(mode="json"),
+                    ),
                 )
-                if recorded is None:
+                if claimed is None:
                     return assessment
+                reasons = [r.model_dump(mode="json") for r in assessment.reasons]
                 await orders.set_risk(
-                    conn,
-                    order.order_id,
-                    assessment.score,
-                    [r.model_dump(mode="json") for r in assessment.reasons],
-                    assessment.flagged,
+                    conn, order.order_id, assessment.score, reasons, assessment.flagged
                 )
                 if assessment.flagged:
-                    await conn.execute(
-                        """INSERT INTO review_tasks (order_id, score, reasons, opened_at, due_at, deadline_at)
-                           VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz + $5::interval,
-                                   $4::timestamptz + $6::interval)
-                           ON CONFLICT (order_id) DO NOTHING""",
-                        order.order_id,
-                        assessment.score,
-                        [r.model_dump(mode="json") for r in assessment.reasons],
-                        recorded,
-                        data.review_sla,
-                        data.review_deadline,
-                    )
-                    await notifications.notify_department(
+                    await reviews.open_task(
                         conn,
+                        order.order_id,
+                        score=assessment.score,
+                        reasons=reasons,
+                        opened_at=claimed.at,
+                        sla=data.review_sla,
+                        deadline=data.review_deadline,
+                    )
+                    await claimed.notify_department(
                         department="risk",
                         key=f"{order.order_id}:review_opened",
-                        order_id=order.order_id,
                         kind="review_task_opened",
                         context={
                             "score": assessment.score,
@@ -106,28 +87,20 @@ class ReviewActivities:
 
     @activity.defn(name=ActivityName.ESCALATE_REVIEW)
     async def escalate_review(self, ref: OrderRef) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=ref.order_id,
-                event_key="review.escalated",
-                step=Step.REVIEW,
-                kind="review_escalated",
-                details={"reason": "review SLA passed"},
-            )
-            if recorded is None:
+        event = OrderEvent(
+            ref.order_id,
+            "review.escalated",
+            Step.REVIEW,
+            "review_escalated",
+            details={"reason": "review SLA passed"},
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
                 return
-            await conn.execute(
-                """UPDATE review_tasks SET status = 'escalated', escalated_at = $2
-                   WHERE order_id = $1 AND status = 'open'""",
-                ref.order_id,
-                recorded,
-            )
-            await notifications.notify_department(
-                conn,
+            await reviews.escalate(claimed.conn, ref.order_id, at=claimed.at)
+            await claimed.notify_department(
                 department="risk_supervisor",
                 key=f"{ref.order_id}:review_escalated",
-                order_id=ref.order_id,
                 kind="review_escalated",
             )
 
@@ -135,37 +108,38 @@ class ReviewActivities:
     async def record_review_decision(self, data: ReviewOutcomeInput) -> None:
         decision = data.decision
         approved = decision.decision == "approve"
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=data.order_id,
-                event_key="review.decided",
-                step=Step.REVIEW,
-                kind="review_timeout"
-                if data.timed_out
-                else ("review_approved" if approved else "review_rejected"),
-                status=OrderStatus.APPROVED if approved else OrderStatus.REJECTED,
-                actor=decision.reviewer,
-                details={
-                    "decision": decision.decision,
-                    "note": decision.note,
-                    "timed_out": data.timed_out,
-                },
-            )
-            if recorded is None:
+        event = OrderEvent(
+            data.order_id,
+            "review.decided",
+            Step.REVIEW,
+            "review_timeout"
+            if data.timed_out
+            else ("review_approved" if approved else "review_rejected"),
+            status=OrderStatus.APPROVED if approved else OrderStatus.REJECTED,
+            actor=decision.reviewer,
+            details={
+                "decision": decision.decision,
+                "note": decision.note,
+                "timed_out": data.timed_out,
+            },
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
                 return
-            task_status = "approved" if approved else ("expired" if data.timed_out else "rejected")
-            await conn.execute(
-                """UPDATE review_tasks SET status = $2, decided_at = $3, decided_by = $4,
-                       decision = $5, note = $6 WHERE order_id = $1""",
+            await reviews.decide(
+                claimed.conn,
                 data.order_id,
-                task_status,
-                recorded,
-                decision.reviewer,
-                decision.decision,
-                decision.note,
+                status="approved" if approved else ("expired" if data.timed_out else "rejected"),
+                at=claimed.at,
+                by=decision.reviewer,
+                decision=decision.decision,
+                note=decision.note,
             )
             if not approved:
-                await refund_and_tell(
-                    conn, self._settings, data.order_id, reason=decision.note or "rejected"
+                reason = decision.note or "rejected"
+                await refunds.refund(
+                    claimed.conn, refunds.RefundRequest(order_id=data.order_id, reason=reason)
+                )
+                await refunds.tell_customer_closed(
+                    claimed.conn, self._settings, data.order_id, cause="review"
                 )

@@ -14,8 +14,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import refunds
-from db.repositories import cancellation, catalogue, delivery, events, inventory, notifications
+from activities.effects import OrderActivities, OrderEvent
+from db.repositories import cancellation, catalogue, delivery, inventory, refunds
 from orderflow.models import OrderStatus, ShipmentBooking, Step, TrackingUpdate
 from orderflow.models.activity_names import ActivityName
 from orderflow.models.carrier import (
@@ -53,10 +53,9 @@ def booking_key(order_id: str, reship_no: int) -> str:
     return f"order-{order_id}" if reship_no == 0 else f"order-{order_id}-reship-{reship_no}"
 
 
-class ShippingActivities:
+class ShippingActivities(OrderActivities):
     def __init__(self, pool: asyncpg.Pool, settings: Settings, http: httpx.AsyncClient) -> None:
-        self._pool = pool
-        self._settings = settings
+        super().__init__(pool, settings)
         self._http = http
 
     @activity.defn(name=ActivityName.BOOK_SHIPMENT)
@@ -113,41 +112,29 @@ class ShippingActivities:
 
         if data.reship_no:
             return await self._store_replacement(data, booking)
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=order.order_id,
-                event_key="delivery.shipped",
-                step=Step.DELIVERY,
-                kind="shipped",
-                status=OrderStatus.SHIPPED,
-                details=booking.model_dump(mode="json"),
-            )
-            if recorded is None:
+        event = OrderEvent(
+            order.order_id,
+            "delivery.shipped",
+            Step.DELIVERY,
+            "shipped",
+            status=OrderStatus.SHIPPED,
+            details=booking.model_dump(mode="json"),
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
                 return booking
-            await conn.execute(
-                """INSERT INTO shipments (order_id, carrier, tracking_number, delivery_note,
-                       service_level, weight_kg, cost, choice_reason, booked_at, expected_delivery, status)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'BOOKED')""",
+            await delivery.insert_shipment(
+                claimed.conn,
                 order.order_id,
-                booking.carrier,
-                booking.tracking_number,
-                booking.delivery_note,
-                order.service_level,
-                data.weight_kg,
-                booking.cost,
-                booking.choice_reason,
-                recorded,
-                booking.expected_delivery,
+                booking,
+                service_level=order.service_level,
+                weight_kg=data.weight_kg,
+                booked_at=claimed.at,
             )
-            await inventory.consume(conn, order.order_id)
+            await inventory.consume(claimed.conn, order.order_id)
             # Carrier, tracking number and expected day come from the shipment row above.
-            await notifications.email_customer(
-                conn,
-                self._settings,
-                key=f"{order.order_id}:shipped",
-                order_id=order.order_id,
-                kind="shipping_confirmation",
+            await claimed.email_customer(
+                key=f"{order.order_id}:shipped", kind="shipping_confirmation"
             )
         return booking
 
@@ -180,20 +167,19 @@ class ShippingActivities:
             # A carrier that does not answer is itself worth the follow-up: record and go on.
             activity.logger.warning("carrier status query failed: %s", exc)
 
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=data.order_id,
-                event_key=_follow_up_key(shipment["booking_no"], data.attempt),
-                step=Step.TRACKING,
-                kind="delivery_follow_up",
-                details={
-                    "attempt": data.attempt,
-                    "escalated": data.escalate,
-                    "carrier_status": carrier_status,
-                },
-            )
-            if recorded is None:
+        event = OrderEvent(
+            data.order_id,
+            _follow_up_key(shipment["booking_no"], data.attempt),
+            Step.TRACKING,
+            "delivery_follow_up",
+            details={
+                "attempt": data.attempt,
+                "escalated": data.escalate,
+                "carrier_status": carrier_status,
+            },
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
                 return FollowUpResult(carrier_status=carrier_status, events=carrier_events)
             suffix = (
                 str(data.attempt)
@@ -201,26 +187,20 @@ class ShippingActivities:
                 else f"{shipment['booking_no']}.{data.attempt}"
             )
             await delivery.open_follow_up(
-                conn,
+                claimed.conn,
                 order_id=data.order_id,
                 booking_no=shipment["booking_no"],
                 attempt=data.attempt,
-                opened_at=recorded,
+                opened_at=claimed.at,
                 escalated=data.escalate,
                 carrier_status=carrier_status,
             )
-            await notifications.email_customer(
-                conn,
-                self._settings,
-                key=f"{data.order_id}:late:{suffix}",
-                order_id=data.order_id,
-                kind="delivery_delayed",
+            await claimed.email_customer(
+                key=f"{data.order_id}:late:{suffix}", kind="delivery_delayed"
             )
-            await notifications.notify_department(
-                conn,
+            await claimed.notify_department(
                 department="logistics_supervisor" if data.escalate else "logistics",
                 key=f"{data.order_id}:follow_up:{suffix}",
-                order_id=data.order_id,
                 kind="delivery_follow_up",
                 context={
                     "attempt": data.attempt,
@@ -237,20 +217,19 @@ class ShippingActivities:
         self, data: BookShipmentInput, booking: ShipmentBooking
     ) -> ShipmentBooking:
         order = data.order
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=order.order_id,
-                event_key=f"delivery.reshipped.{data.reship_no}",
-                step=Step.DELIVERY,
-                kind="reshipped",
-                status=OrderStatus.SHIPPED,
-                details={**booking.model_dump(mode="json"), "reship_no": data.reship_no},
-            )
-            if recorded is None:
+        event = OrderEvent(
+            order.order_id,
+            f"delivery.reshipped.{data.reship_no}",
+            Step.DELIVERY,
+            "reshipped",
+            status=OrderStatus.SHIPPED,
+            details={**booking.model_dump(mode="json"), "reship_no": data.reship_no},
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
                 return booking
             await delivery.replace_shipment(
-                conn,
+                claimed.conn,
                 order.order_id,
                 booking_no=data.reship_no,
                 carrier=booking.carrier,
@@ -259,97 +238,76 @@ class ShippingActivities:
                 weight_kg=data.weight_kg,
                 cost=booking.cost,
                 choice_reason=booking.choice_reason,
-                booked_at=recorded,
+                booked_at=claimed.at,
                 expected_delivery=booking.expected_delivery,
             )
-            await conn.execute(
-                """UPDATE lost_parcels SET status = 'reshipped', resolved_at = now(),
-                       replacement_tracking_number = $3
-                   WHERE order_id = $1 AND replacement_no = $2 AND status = 'open'""",
+            await delivery.mark_reshipped(
+                claimed.conn,
                 order.order_id,
-                data.reship_no,
-                booking.tracking_number,
+                replacement_no=data.reship_no,
+                tracking_number=booking.tracking_number,
             )
-            await delivery.resolve_follow_ups(conn, order.order_id, "reshipped")
+            await delivery.resolve_follow_ups(claimed.conn, order.order_id, "reshipped")
             # The shipment row now describes the replacement parcel.
-            await notifications.email_customer(
-                conn,
-                self._settings,
-                key=f"{order.order_id}:shipped:{data.reship_no}",
-                order_id=order.order_id,
-                kind="replacement_shipped",
+            await claimed.email_customer(
+                key=f"{order.order_id}:shipped:{data.reship_no}", kind="replacement_shipped"
             )
         return booking
 
     # Cases for logistics (local: PostgreSQL only) -------------------------------------
     @activity.defn(name=ActivityName.HOLD_SHIPMENT)
     async def hold_shipment(self, data: ShipmentHoldInput) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=data.order_id,
-                event_key=f"delivery.booking_refused.{data.attempt}",
-                step=Step.DELIVERY,
-                kind="booking_refused",
-                details={"attempt": data.attempt, "reason": data.reason},
-            )
-            if recorded is None:
-                return
-            await notifications.notify_department(
-                conn,
-                department="logistics",
-                key=f"{data.order_id}:booking_refused:{data.attempt}",
-                order_id=data.order_id,
-                kind="booking_refused",
-                context={"reason": data.reason, "attempt": data.attempt},
-            )
+        event = OrderEvent(
+            data.order_id,
+            f"delivery.booking_refused.{data.attempt}",
+            Step.DELIVERY,
+            "booking_refused",
+            details={"attempt": data.attempt, "reason": data.reason},
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed:
+                await claimed.notify_department(
+                    department="logistics",
+                    key=f"{data.order_id}:booking_refused:{data.attempt}",
+                    kind="booking_refused",
+                    context={"reason": data.reason, "attempt": data.attempt},
+                )
 
     @activity.defn(name=ActivityName.OPEN_LOST_PARCEL_CASE)
     async def open_lost_parcel_case(self, data: LostParcelInput) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await events.record_event(
-                conn,
-                order_id=data.order_id,
-                event_key=f"tracking.lost.{data.case_no}",
-                step=Step.TRACKING,
-                kind="parcel_lost",
-                details={
-                    "case_no": data.case_no,
-                    "reason": data.reason,
-                    "carrier": data.carrier,
-                    "tracking_number": data.tracking_number,
-                },
-            )
-            if recorded is None:
+        parcel = {
+            "carrier": data.carrier,
+            "tracking_number": data.tracking_number,
+            "reason": data.reason,
+            "case_no": data.case_no,
+        }
+        event = OrderEvent(
+            data.order_id,
+            f"tracking.lost.{data.case_no}",
+            Step.TRACKING,
+            "parcel_lost",
+            details=parcel,
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
                 return
             await delivery.open_lost_case(
-                conn,
+                claimed.conn,
                 order_id=data.order_id,
                 case_no=data.case_no,
                 carrier=data.carrier,
                 tracking_number=data.tracking_number,
                 reason=data.reason,
-                opened_at=recorded,
+                opened_at=claimed.at,
             )
-            await notifications.notify_department(
-                conn,
+            await claimed.notify_department(
                 department="logistics",
                 key=f"{data.order_id}:lost:{data.case_no}:logistics",
-                order_id=data.order_id,
                 kind="parcel_lost",
-                context={
-                    "carrier": data.carrier,
-                    "tracking_number": data.tracking_number,
-                    "reason": data.reason,
-                    "case_no": data.case_no,
-                },
+                context=parcel,
             )
-            await notifications.email_customer(
-                conn,
-                self._settings,
-                key=f"{data.order_id}:lost:{data.case_no}:customer",
-                order_id=data.order_id,
-                kind="parcel_lost",
+            await claimed.email_customer(
+                key=f"{data.order_id}:lost:{data.case_no}:customer", kind="parcel_lost"
             )
 
     @activity.defn(name=ActivityName.TAKE_REPLACEMENT_STOCK)
@@ -369,22 +327,24 @@ class ShippingActivities:
             )
             if shortages:
                 return ReplacementOutcome(taken=False, shortages=shortages)
-            await events.record_event(
+            # Taken once per case (the case's replacement number says so): the event follows.
+            await self._effects.claim_in(
                 conn,
-                order_id=data.order_id,
-                event_key=f"tracking.lost.{data.case_no}.replacement",
-                step=Step.TRACKING,
-                kind="replacement_stock_taken",
-                actor=data.resolution.by,
-                details={"case_no": data.case_no, "reship_no": data.reship_no},
+                OrderEvent(
+                    data.order_id,
+                    f"tracking.lost.{data.case_no}.replacement",
+                    Step.TRACKING,
+                    "replacement_stock_taken",
+                    actor=data.resolution.by,
+                    details={"case_no": data.case_no, "reship_no": data.reship_no},
+                ),
             )
-            await conn.execute(
-                """UPDATE lost_parcels SET resolved_by = $3, resolution_note = $4
-                   WHERE order_id = $1 AND case_no = $2""",
+            await delivery.note_resolution(
+                conn,
                 data.order_id,
                 data.case_no,
-                data.resolution.by,
-                data.resolution.note,
+                by=data.resolution.by,
+                note=data.resolution.note,
             )
         return ReplacementOutcome(taken=True)
 
@@ -394,20 +354,23 @@ class ShippingActivities:
         reason = "parcel lost in transit"
         async with self._pool.acquire() as conn, conn.transaction():
             await cancellation.lock_order(conn, data.order_id)
-            recorded = await events.record_event(
+            claimed = await self._effects.claim_in(
                 conn,
-                order_id=data.order_id,
-                event_key=f"tracking.lost.{data.case_no}.refunded",
-                step=Step.TRACKING,
-                kind="lost_parcel_refunded",
-                status=OrderStatus.CANCELLED,
-                actor=resolution.by,
-                details={"case_no": data.case_no, "note": resolution.note},
+                OrderEvent(
+                    data.order_id,
+                    f"tracking.lost.{data.case_no}.refunded",
+                    Step.TRACKING,
+                    "lost_parcel_refunded",
+                    status=OrderStatus.CANCELLED,
+                    actor=resolution.by,
+                    details={"case_no": data.case_no, "note": resolution.note},
+                ),
             )
+            # Refunded once per order whatever the claim: a retry reads back the same receipt.
             receipt = await refunds.refund(
                 conn, refunds.RefundRequest(order_id=data.order_id, reason=reason)
             )
-            if recorded is not None:
+            if claimed:
                 await delivery.close_lost_case(
                     conn,
                     data.order_id,

@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from db.repositories import events, refunds
+
 
 async def lock_order(conn: asyncpg.Connection, order_id: str) -> None:
     """Take the order's row lock first, the lock order every stock change of an order keeps."""
@@ -53,11 +55,8 @@ async def released_lines(conn: asyncpg.Connection | asyncpg.Pool, order_id: str)
 
 
 async def current_step(conn: asyncpg.Connection, order_id: str) -> int:
-    return int(
-        await conn.fetchval(
-            "SELECT coalesce(max(step), 1) FROM order_events WHERE order_id = $1", order_id
-        )
-    )
+    """The step a cancellation undoes from: the latest the order's timeline reached."""
+    return await events.current_step(conn, order_id)
 
 
 async def cancelled_before(conn: asyncpg.Connection, order_id: str) -> bool:
@@ -71,5 +70,5 @@ async def cancelled_before(conn: asyncpg.Connection, order_id: str) -> bool:
 
 
 async def refunded_amount(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> Decimal:
-    amount = await conn.fetchval("SELECT amount FROM refunds WHERE order_id = $1", order_id)
-    return amount if amount is not None else Decimal("0")
+    """What the cancel refunded (0 when nothing), as the refunds ledger says."""
+    return await refunds.refunded(conn, order_id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
+
+from orderflow.models import ShipmentBooking
 
 
 async def set_event_outcome(
@@ -41,6 +45,47 @@ async def shipment_of(
                   booking_no
            FROM shipments WHERE order_id = $1""",
         order_id,
+    )
+
+
+async def insert_shipment(
+    conn: asyncpg.Connection,
+    order_id: str,
+    booking: ShipmentBooking,
+    *,
+    service_level: str,
+    weight_kg: float,
+    booked_at: datetime,
+) -> None:
+    """The order's first parcel, as the carrier booked it."""
+    await conn.execute(
+        """INSERT INTO shipments (order_id, carrier, tracking_number, delivery_note,
+               service_level, weight_kg, cost, choice_reason, booked_at, expected_delivery, status)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'BOOKED')""",
+        order_id,
+        booking.carrier,
+        booking.tracking_number,
+        booking.delivery_note,
+        service_level,
+        weight_kg,
+        booking.cost,
+        booking.choice_reason,
+        booked_at,
+        booking.expected_delivery,
+    )
+
+
+async def set_carrier_status(
+    conn: asyncpg.Connection, order_id: str, status: str, at: datetime
+) -> None:
+    """The parcel's latest status as its carrier reported it (delivered: when)."""
+    await conn.execute(
+        """UPDATE shipments SET status = $2, last_event_at = $3,
+               delivered_at = CASE WHEN $2 = 'DELIVERED' THEN $3 ELSE delivered_at END
+           WHERE order_id = $1""",
+        order_id,
+        status,
+        at,
     )
 
 
@@ -146,6 +191,34 @@ async def close_lost_case(
         by,
         note,
         replacement_tracking_number,
+    )
+
+
+async def mark_reshipped(
+    conn: asyncpg.Connection, order_id: str, *, replacement_no: int, tracking_number: str
+) -> None:
+    """The open case whose replacement this is closes as reshipped, naming the new parcel."""
+    await conn.execute(
+        """UPDATE lost_parcels SET status = 'reshipped', resolved_at = now(),
+               replacement_tracking_number = $3
+           WHERE order_id = $1 AND replacement_no = $2 AND status = 'open'""",
+        order_id,
+        replacement_no,
+        tracking_number,
+    )
+
+
+async def note_resolution(
+    conn: asyncpg.Connection, order_id: str, case_no: int, *, by: str, note: str | None
+) -> None:
+    """Who decided the case and why (the case stays open until its replacement is booked)."""
+    await conn.execute(
+        """UPDATE lost_parcels SET resolved_by = $3, resolution_note = $4
+           WHERE order_id = $1 AND case_no = $2""",
+        order_id,
+        case_no,
+        by,
+        note,
     )
 
 

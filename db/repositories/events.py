@@ -54,3 +54,12 @@ async def timeline(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> li
            FROM order_events WHERE order_id = $1 ORDER BY id""",
         order_id,
     )
+
+
+async def current_step(conn: asyncpg.Connection, order_id: str) -> int:
+    """The latest step the order's timeline reached (1 before any event)."""
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(max(step), 1) FROM order_events WHERE order_id = $1", order_id
+        )
+    )

@@ -115,6 +115,29 @@ async def customer_facts(
     )
 
 
+async def placed_at(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> datetime:
+    placed: datetime | None = await conn.fetchval(
+        "SELECT placed_at FROM orders WHERE order_id = $1", order_id
+    )
+    if placed is None:
+        raise LookupError(f"order {order_id} is not recorded")
+    return placed
+
+
+async def lines_of(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> list[tuple[str, int]]:
+    """The order's (sku, quantity) lines."""
+    rows = await conn.fetch("SELECT sku, quantity FROM order_lines WHERE order_id = $1", order_id)
+    return [(r["sku"], r["quantity"]) for r in rows]
+
+
+async def risk_of(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> asyncpg.Record | None:
+    """The order's stored risk verdict (score None until assessed) and when it was placed."""
+    return await conn.fetchrow(
+        "SELECT risk_score, risk_reasons, flagged, placed_at FROM orders WHERE order_id = $1",
+        order_id,
+    )
+
+
 async def order_exists(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM orders WHERE order_id = $1", order_id))
 
@@ -140,17 +163,3 @@ async def set_risk(
         reasons,
         flagged,
     )
-
-
-async def record_refund(conn: asyncpg.Connection, order_id: str, reason: str) -> bool:
-    """Refund the captured amount once; the order id is the refund's idempotency key."""
-    inserted = await conn.fetchval(
-        """INSERT INTO refunds (order_id, amount, reason)
-           SELECT order_id, CASE WHEN status = 'captured' THEN amount ELSE 0 END, $2
-           FROM payments WHERE order_id = $1
-           ON CONFLICT (order_id) DO NOTHING
-           RETURNING order_id""",
-        order_id,
-        reason,
-    )
-    return inserted is not None

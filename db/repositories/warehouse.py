@@ -1,6 +1,9 @@
-"""The warehouse's queue of pick tasks."""
+"""The warehouse's queue of pick tasks: opened, picked and packed."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 
@@ -28,3 +31,48 @@ async def goods_weight(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -
         order_id,
     )
     return None if weight is None else float(weight)
+
+
+async def add_task(
+    conn: asyncpg.Connection, order_id: str, *, opened_at: datetime, pick_sla: timedelta
+) -> None:
+    """Put the order on the warehouse's list, due `pick_sla` after it opened (once per order)."""
+    await conn.execute(
+        """INSERT INTO warehouse_tasks (order_id, opened_at, due_at)
+           VALUES ($1, $2::timestamptz, $2::timestamptz + $3::interval) ON CONFLICT (order_id) DO NOTHING""",
+        order_id,
+        opened_at,
+        pick_sla,
+    )
+
+
+async def mark_picked(conn: asyncpg.Connection, order_id: str, *, at: datetime, by: str) -> None:
+    await conn.execute(
+        """UPDATE warehouse_tasks SET status = 'picked', picked_at = $2, picked_by = $3
+           WHERE order_id = $1""",
+        order_id,
+        at,
+        by,
+    )
+
+
+async def packed_weight(conn: asyncpg.Connection, order_id: str) -> Decimal | None:
+    """The parcel's weight as recorded when the order was packed; None before it is packed."""
+    weight: Decimal | None = await conn.fetchval(
+        "SELECT weight_kg FROM warehouse_tasks WHERE order_id = $1 AND status = 'packed'",
+        order_id,
+    )
+    return weight
+
+
+async def mark_packed(
+    conn: asyncpg.Connection, order_id: str, *, at: datetime, by: str, weight_kg: Decimal
+) -> None:
+    await conn.execute(
+        """UPDATE warehouse_tasks SET status = 'packed', packed_at = $2, packed_by = $3,
+               weight_kg = $4 WHERE order_id = $1""",
+        order_id,
+        at,
+        by,
+        weight_kg,
+    )

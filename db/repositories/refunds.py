@@ -45,15 +45,23 @@ class RefundReceipt(BaseModel):
 
 async def refund(conn: asyncpg.Connection, request: RefundRequest) -> RefundReceipt:
     """Refund what was captured (nothing for a payment never captured), once per key."""
-    created = await orders.record_refund(conn, request.order_id, request.reason)
+    inserted = await conn.fetchval(
+        """INSERT INTO refunds (order_id, amount, reason)
+           SELECT order_id, CASE WHEN status = 'captured' THEN amount ELSE 0 END, $2
+           FROM payments WHERE order_id = $1
+           ON CONFLICT (order_id) DO NOTHING
+           RETURNING order_id""",
+        request.order_id,
+        request.reason,
+    )
     return RefundReceipt(
         idempotency_key=request.idempotency_key,
         amount=await refunded(conn, request.order_id),
-        created=created,
+        created=inserted is not None,
     )
 
 
-async def refunded(conn: asyncpg.Connection, order_id: str) -> Decimal:
+async def refunded(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> Decimal:
     """What the ledger has refunded for the order (0 when nothing)."""
     amount: Decimal | None = await conn.fetchval(
         "SELECT amount FROM refunds WHERE order_id = $1", order_id
@@ -75,7 +83,9 @@ async def tell_customer_closed(
     what the customer may read: the words of a cancel request. A reviewer's note is not
     passed: it is internal.
     """
-    status: str = await conn.fetchval("SELECT status FROM orders WHERE order_id = $1", order_id)
+    status = await orders.order_status(conn, order_id)
+    if status is None:
+        raise LookupError(f"order {order_id} is not recorded")
     await notifications.email_customer(
         conn,
         settings,
@@ -84,11 +94,3 @@ async def tell_customer_closed(
         kind=f"order_{status.lower()}",
         context={"cause": cause, "reason": reason, "refunded": await refunded(conn, order_id)},
     )
-
-
-async def refund_and_tell(
-    conn: asyncpg.Connection, settings: Settings, order_id: str, *, reason: str
-) -> None:
-    """Refund a rejected order's payment once and tell the customer."""
-    await refund(conn, RefundRequest(order_id=order_id, reason=reason))
-    await tell_customer_closed(conn, settings, order_id, cause="review")
