@@ -77,3 +77,5 @@ def idle(fast_env: WorkflowEnvironment, shop: FakeShop) -> Harness:
 async def harness(idle: Harness) -> AsyncIterator[Harness]:
     async with idle.worker():
         yield idle
+    # Every path a fast test takes is also a replay test: its histories replay unchanged.
+    await idle.replay_every_run()

@@ -25,7 +25,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from orderflow.models import Order, OrderPolicy, OrderView, OrderWorkflowInput, TrackingUpdate
 from orderflow.models.activity_names import ActivityName
@@ -137,6 +137,32 @@ class Harness:
     def remember(self, order_id: str, first_run_id: str) -> None:
         """An order started some other way (update-with-start): where its first run is."""
         self._first_runs[order_id] = first_run_id
+
+    async def replay_every_run(self) -> int:
+        """Replay the history of every run of every order this test started (following
+        continue-as-new): a path whose commands do not replay fails the test that took it.
+        Returns how many runs replayed."""
+        replayer = Replayer(
+            workflows=[OrderWorkflow],
+            data_converter=self.client.data_converter,
+            workflow_runner=SANDBOX,
+        )
+        replayed = 0
+        for order_id, run_id in self._first_runs.items():
+            next_run: str | None = run_id
+            while next_run:
+                handle = self.client.get_workflow_handle(workflow_id_for(order_id), run_id=next_run)
+                history = await handle.fetch_history()
+                await replayer.replay_workflow(history)
+                replayed += 1
+                last = history.events[-1] if history.events else None
+                next_run = (
+                    last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                    if last is not None
+                    and last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+                    else None
+                )
+        return replayed
 
     def handle(self, order_id: str) -> WorkflowHandle[OrderWorkflow, OrderView]:
         return self.storefront.handle(order_id)

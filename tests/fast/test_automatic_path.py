@@ -16,6 +16,10 @@ async def test_automatic_path_runs_each_step_once_in_process_order(harness: Harn
     await harness.until(oid, lambda v: v.awaiting == Awaiting.DELIVERY, "shipment")
     await harness.track(oid, "IN_TRANSIT")
     await harness.track(oid, "DELIVERED")
+    # Not a query while the delivery is being recorded: the time-skipping server answers a
+    # query inside a workflow task of its own, which would split the history there in a way
+    # the replay check at the end does not replay (a real server adds no such task).
+    await harness.called(ActivityName.RECORD_TRACKING, times=2)
     await harness.until(oid, lambda v: v.awaiting == Awaiting.RECEIPT_CONFIRMATION, "delivery")
 
     # The customer confirms: completion comes at once, not after the 3-day quiet period.
