@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     carrier_webhook_secrets: dict[str, str] = Field(default_factory=dict)
     # Secret that signs per-order customer access tokens.
     customer_token_secret: str = "dev-customer-token-secret"
+    # Keys that encrypt workflow payloads (orders, feedback, risk reasons) in Temporal's
+    # history: key id -> base64 of 32 bytes (AES-256-GCM). New payloads use `payload_key_id`;
+    # any listed key decrypts, so a key rotates by adding the new one, switching the id, and
+    # removing the old one once no running order's history needs it. Empty: a fixed
+    # development key, refused in production.
+    payload_keys: dict[str, str] = Field(default_factory=dict)
+    payload_key_id: str | None = None
+    # Origins allowed to call the codec endpoint from a browser (the Temporal Web UI).
+    codec_cors_origins: list[str] = Field(default_factory=lambda: ["http://localhost:8233"])
 
     # Carrier simulator (the project's own stand-in for carriers' APIs)
     carrier_api_url: str = "http://127.0.0.1:8100"
