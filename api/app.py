@@ -13,6 +13,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
+from api.openapi import install_openapi
 from api.routes import (
     carriers,
     customer_page,
@@ -73,6 +74,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(departments.router)  # first: /orders/stuck is no order id
     app.include_router(stream.router)
     app.include_router(ui.router)

@@ -67,6 +67,8 @@ def require(*roles: str, customer: bool = False) -> Callable[[Request], Principa
             status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"}
         )
 
+    # What api/openapi.py declares for every route behind this dependency.
+    dependency.openapi_statuses = (401, 403)  # type: ignore[attr-defined]
     return dependency
 
 

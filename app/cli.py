@@ -19,7 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from app.commands import forecast, mail, replenish, risk, track
-from app.commands.api_client import call_api, print_json
+from app.commands.api_client import call_api, call_api_pages, print_json
 from orderflow.settings import get_settings
 
 app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
@@ -163,7 +163,7 @@ def review_list() -> None:
     table = Table(title="pending reviews")
     for column in ("order", "score", "reasons", "due", "escalated"):
         table.add_column(column)
-    for r in _call("GET", "/reviews/pending", "reviewer"):
+    for r in call_api_pages("/reviews/pending", role="reviewer"):
         reasons = "; ".join(x.get("code", "") for x in r["reasons"])
         table.add_row(r["order_id"], f"{r['score']:.0f}", reasons, r["due_at"], str(r["escalated"]))
     console.print(table)
@@ -199,7 +199,7 @@ def warehouse_list() -> None:
     table = Table(title="warehouse tasks")
     for column in ("order", "status", "due", "lines"):
         table.add_column(column)
-    for t in _call("GET", "/warehouse/tasks", "warehouse"):
+    for t in call_api_pages("/warehouse/tasks", role="warehouse"):
         lines = ", ".join(f"{x['quantity']}× {x['sku']} @{x['bin_location']}" for x in t["lines"])
         table.add_row(t["order_id"], t["status"], t["due_at"], lines)
     console.print(table)
@@ -232,7 +232,7 @@ def inventory_list() -> None:
     table = Table(title="inventory")
     for column in ("sku", "on hand", "reserved", "available", "reorder point", "open request"):
         table.add_column(column)
-    for s in _call("GET", "/inventory", "admin"):
+    for s in call_api_pages("/inventory", role="admin"):
         table.add_row(
             s["sku"],
             str(s["on_hand"]),

@@ -95,6 +95,38 @@ class Settings(BaseSettings):
     carrier_webhook_base_url: str = "http://127.0.0.1:8000"
     carrier_http_timeout_seconds: float = 5.0
 
+    # Payment service provider: its API (activities/psp_client.py) and the project's own
+    # stand-in for it (simulators/psp.py); POST /control changes the simulator at run time.
+    psp_api_url: str = "http://127.0.0.1:8200"
+    # The adapter sends it as `Authorization: Bearer`; the simulator refuses other keys.
+    psp_api_key: str = "dev-psp-api-key"
+    # Signs the PSP's webhook events (capture, refund, dispute) to the API.
+    psp_webhook_secret: str = "dev-psp-webhook-secret"
+    # Unset: http://127.0.0.1:<api_port>/payments/events.
+    psp_webhook_url: str = ""
+    psp_http_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Attempts of one adapter call on transient failures (connection, 5xx, 429), with
+    # exponential backoff from base up to max between them.
+    psp_client_attempts: int = Field(default=4, ge=1)
+    psp_client_backoff_seconds: float = Field(default=0.2, ge=0)
+    psp_client_backoff_max_seconds: float = Field(default=2.0, ge=0)
+    # How long an authorisation lasts when the checkout names no expiry.
+    payment_authorization_ttl: timedelta = timedelta(days=7)
+    psp_simulator_host: str = "127.0.0.1"
+    psp_simulator_port: int = 8200
+    # normal | slow: answers late | fail: 503 N times per idempotency key | expired: every
+    # authorisation has lapsed | refuse: declines | async: captures answer 202, then a webhook.
+    psp_simulator_mode: Literal["normal", "slow", "fail", "expired", "refuse", "async"] = "normal"
+    psp_simulator_fail_times: int = Field(default=2, ge=0)
+    psp_simulator_slow_seconds: float = Field(default=3.0, ge=0)
+    # Delay before the webhook of an asynchronous outcome (capture, refund settlement).
+    psp_simulator_webhook_delay_seconds: float = Field(default=0.2, ge=0)
+    # Operations on an unknown transaction create it from the `payment` facts they carry.
+    psp_simulator_adopt_unknown: bool = True
+    psp_simulator_webhook_attempts: int = Field(default=8, ge=1)
+    psp_simulator_webhook_backoff_seconds: float = Field(default=0.2, ge=0)
+    psp_simulator_webhook_backoff_max_seconds: float = Field(default=5.0, ge=0)
+
     # The shop
     shop_country: str = "DE"
     shop_currencies: list[str] = Field(default_factory=lambda: ["EUR"])
@@ -192,10 +224,33 @@ class Settings(BaseSettings):
     # Schedule, e.g. ORDERFLOW_REPLENISHMENT='{"service_level": 0.98, "lead_time_days": 5}'
     replenishment: ReplenishmentSettings = Field(default_factory=ReplenishmentSettings)
 
+    # Abuse limits of the HTTP API (api/limits.py). Feedback tickets per order: beyond it a
+    # new ticket is refused with 409 (a retry with a known request key still answers).
+    feedback_tickets_per_order: int = Field(default=10, ge=1)
+    # Requests per minute and burst per principal (role token, or the customer's order) and
+    # action, counted by each API process in memory; beyond them 429 with Retry-After.
+    # Placement is the storefront's machine traffic (and `orderflow load`): a high bound that
+    # stops a runaway client, not a busy shop.
+    rate_limit_place_per_minute: float = Field(default=12000.0, gt=0)
+    rate_limit_place_burst: int = Field(default=1000, ge=1)
+    rate_limit_feedback_per_minute: float = Field(default=20.0, gt=0)
+    rate_limit_feedback_burst: int = Field(default=10, ge=1)
+    rate_limit_cancel_per_minute: float = Field(default=30.0, gt=0)
+    rate_limit_cancel_burst: int = Field(default=10, ge=1)
+    # Open event streams per principal and per API process; beyond them 429.
+    stream_max_per_principal: int = Field(default=5, ge=1)
+    stream_max_total: int = Field(default=500, ge=1)
+
     @model_validator(mode="after")
     def _public_url_from_port(self) -> Settings:
         if not self.public_url:
             self.public_url = f"http://localhost:{self.api_port}"
+        return self
+
+    @model_validator(mode="after")
+    def _psp_webhook_url_from_port(self) -> Settings:
+        if not self.psp_webhook_url:
+            self.psp_webhook_url = f"http://127.0.0.1:{self.api_port}/payments/events"
         return self
 
     def token_for(self, role: str) -> str:

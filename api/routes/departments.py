@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
 from api.auth import Principal, require
 from api.deps import order_client_of, pool_of, settings_of
+from api.pagination import MAX_LIMIT, NEXT_CURSOR_HEADER, Page, encode_cursor, page_params
 from api.stuck import StuckOrder, stuck_orders
 from db.repositories import queues
 from orderflow.process import DEPARTMENTS, Department, department
@@ -48,7 +49,10 @@ class DepartmentQueue(BaseModel):
     roles: list[str]
     as_of: datetime | None
     items: list[QueueItem]
+    # Overdue items of the whole queue, not only of this page.
     overdue: int
+    # Where the next page starts (also in the X-Next-Cursor header); None on the last page.
+    next_cursor: str | None = None
 
 
 class DepartmentSummary(BaseModel):
@@ -150,8 +154,11 @@ async def get_department_queue(
     department_code: str,
     request: Request,
     who: Annotated[Principal, Depends(require(*STAFF))],
+    response: Response,
+    page: Annotated[Page, Depends(page_params)],
 ) -> DepartmentQueue:
-    """What waits on the department now, oldest first, with its wait against the SLA."""
+    """What waits on the department now, oldest first, with its wait against the SLA; a
+    page of items at a time (`limit`, `cursor`)."""
     dep = _known(department_code)
     if who.role not in _roles(dep):
         raise HTTPException(
@@ -159,19 +166,34 @@ async def get_department_queue(
             f"role '{who.role}' may not see the {dep.code} queue; allowed: "
             + ", ".join(_roles(dep)),
         )
-    return await department_queue(pool_of(request), settings_of(request), dep)
+    after = page.after("time", "text", "text")
+    queue = await department_queue(pool_of(request), settings_of(request), dep)
+    # The queue mixes several sources, so it is paged here on its sort key.
+    items = [i for i in queue.items if after is None or (i.waiting_since, i.kind, i.ref) > after]
+    shown = items[: page.limit]
+    if len(items) > page.limit:
+        last = shown[-1]
+        queue.next_cursor = encode_cursor([last.waiting_since, last.kind, last.ref])
+        response.headers[NEXT_CURSOR_HEADER] = queue.next_cursor
+    queue.items = shown
+    return queue
 
 
 @router.get("/orders/stuck", response_model=list[StuckOrder])
 async def get_stuck_orders(
-    request: Request, _: Annotated[Principal, Depends(require(*STAFF))]
+    request: Request,
+    _: Annotated[Principal, Depends(require(*STAFF))],
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="The most overdue this many at most.")
+    ] = 50,
 ) -> list[StuckOrder]:
     """Running orders that have stayed in one status longer than its SLA, most overdue
-    first (SLAs per status: docs/process.md, "Stuck orders")."""
+    first (SLAs per status: docs/process.md, "Stuck orders"), at most `limit`."""
     settings = settings_of(request)
-    return await stuck_orders(
+    found = await stuck_orders(
         order_client_of(request).temporal,
         pool_of(request),
         policy=settings.order_policy,
         automatic=settings.stuck_automatic_after,
     )
+    return found[:limit]

@@ -19,6 +19,8 @@ from api.deps import (
     settings_of,
     workflow_errors_as_http,
 )
+from api.limits import rate_limited
+from api.pagination import Page, page_params, paged
 from db.repositories import cancellation, events, feedback, notifications
 from orderflow.models.messages import (
     FeedbackReceipt,
@@ -79,10 +81,12 @@ async def submit_feedback(
     request: Request,
     response: Response,
     who: Annotated[Principal, Depends(require("storefront", customer=True))],
+    _: Annotated[None, Depends(rate_limited("feedback"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> FeedbackReceipt:
     await order_status_or_404(request, order_id)
     key = body.request_key or idempotency_key or uuid.uuid4().hex
+    await _refuse_beyond_ticket_cap(request, order_id, f"{order_id}:{key}")
     with workflow_errors_as_http(order_id):
         receipt = await order_client_of(request).submit_feedback(
             order_id,
@@ -99,16 +103,34 @@ async def submit_feedback(
     return receipt
 
 
+async def _refuse_beyond_ticket_cap(request: Request, order_id: str, request_key: str) -> None:
+    """409 for a new ticket beyond the order's cap; a retry of a known ticket still answers.
+    Checked before the update, so requests racing each other may pass the cap by a few."""
+    cap = settings_of(request).feedback_tickets_per_order
+    count, known = await feedback.ticket_cap_state(pool_of(request), order_id, request_key)
+    if count >= cap and not known:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"order {order_id} has {count} feedback tickets, the most one order may open; "
+            "add to an open ticket or contact customer service",
+        )
+
+
 @router.get("/orders/{order_id}/feedback", response_model=list[Ticket])
 async def order_tickets(
     order_id: str,
     request: Request,
+    response: Response,
     _: Annotated[Principal, Depends(require(*OPERATORS, customer=True))],
+    page: Annotated[Page, Depends(page_params)],
 ) -> list[Ticket]:
     await order_status_or_404(request, order_id)
+    found = await feedback.tickets_of(
+        pool_of(request), order_id, after=page.after("time", "text"), limit=page.limit + 1
+    )
     return [
         Ticket(order_id=order_id, **dict(r))
-        for r in await feedback.tickets_of(pool_of(request), order_id)
+        for r in paged(found, page, request, response, lambda r: (r["created_at"], r["ticket_id"]))
     ]
 
 

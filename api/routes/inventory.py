@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Principal, require
 from api.deps import order_client_of, pool_of
+from api.pagination import Page, page_params, paged
 from db.repositories import inventory
 from orderflow.models import StockReceived
 from orderflow.models.order import Sku
@@ -85,9 +86,17 @@ def _level(r) -> StockLevel:  # type: ignore[no-untyped-def]
 
 @router.get("/inventory", response_model=list[StockLevel])
 async def list_inventory(
-    request: Request, _: Annotated[Principal, Depends(require(*OPERATORS))]
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require(*OPERATORS))],
+    page: Annotated[Page, Depends(page_params)],
 ) -> list[StockLevel]:
-    return [_level(r) for r in await inventory.stock_levels(pool_of(request))]
+    """Every SKU in SKU order, a page at a time (`limit`, `cursor`)."""
+    after = page.after("text")
+    found = await inventory.stock_levels(
+        pool_of(request), after_sku=after[0] if after else None, limit=page.limit + 1
+    )
+    return [_level(r) for r in paged(found, page, request, response, lambda r: (r["sku"],))]
 
 
 @router.get("/inventory/{sku}", response_model=StockLevel)
@@ -102,8 +111,15 @@ async def get_inventory(
 
 @router.get("/purchasing/requests", response_model=list[PurchaseRequestView])
 async def purchase_requests(
-    request: Request, _: Annotated[Principal, Depends(require("purchasing", "admin"))]
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require("purchasing", "admin"))],
+    page: Annotated[Page, Depends(page_params)],
 ) -> list[PurchaseRequestView]:
+    """Open requests, oldest first, a page at a time (`limit`, `cursor`)."""
+    found = await inventory.open_purchase_requests(
+        pool_of(request), after=page.after("time", "int"), limit=page.limit + 1
+    )
     return [
         PurchaseRequestView(
             id=r["id"],
@@ -114,7 +130,7 @@ async def purchase_requests(
             updated_at=r["updated_at"].isoformat(),
             waiting_orders=r["waiting_orders"],
         )
-        for r in await inventory.open_purchase_requests(pool_of(request))
+        for r in paged(found, page, request, response, lambda r: (r["created_at"], r["id"]))
     ]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require
 from api.deps import order_client_of, order_status_or_404, pool_of, workflow_errors_as_http
+from api.pagination import Page, page_params, paged
 from db.repositories import delivery
 from orderflow.models.messages import LostParcelOutcome, LostParcelResolution, RebookRequest
 
@@ -45,10 +46,17 @@ class LostParcel(BaseModel):
 
 @router.get("/logistics/lost-parcels", response_model=list[LostParcel])
 async def lost_parcels(
-    request: Request, _: Annotated[Principal, Depends(require("logistics", "admin"))]
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require("logistics", "admin"))],
+    page: Annotated[Page, Depends(page_params)],
 ) -> list[LostParcel]:
-    """Lost parcels awaiting a resolution, oldest first."""
-    return [LostParcel(**dict(r)) for r in await delivery.open_lost_cases(pool_of(request))]
+    """Lost parcels awaiting a resolution, oldest first, a page at a time."""
+    found = await delivery.open_lost_cases(
+        pool_of(request), after=page.after("time", "text"), limit=page.limit + 1
+    )
+    rows = paged(found, page, request, response, lambda r: (r["opened_at"], r["order_id"]))
+    return [LostParcel(**dict(r)) for r in rows]
 
 
 @router.post("/logistics/{order_id}/resolution", response_model=LostParcelOutcome)

@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import status as http_status
 from pydantic import BaseModel
 
 from api.auth import Principal, require
 from api.deps import pool_of, settings_of
+from api.pagination import NEXT_CURSOR_HEADER, Page, encode_cursor
 from db.repositories import outbox
 from notices.headers import message_id
 
@@ -77,16 +78,30 @@ def _row(record: Any, *, detail: bool = False) -> OutboxRow:
 @router.get("/mail/outbox", response_model=list[OutboxRow])
 async def list_outbox(
     request: Request,
+    response: Response,
     _: Annotated[Principal, Depends(require("admin"))],
     status: OutboxStatus | None = None,
     recipient: Annotated[str | None, Query(max_length=320)] = None,
     order_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="The previous page's X-Next-Cursor.")
+    ] = None,
 ) -> list[OutboxRow]:
-    """Outbox rows, newest first."""
+    """Outbox rows, newest first, a page at a time (the next page's cursor in
+    `X-Next-Cursor`)."""
+    before = Page(limit, cursor).after("int")
     rows = await outbox.list_rows(
-        pool_of(request), status=status, recipient=recipient, order_id=order_id, limit=limit
+        pool_of(request),
+        status=status,
+        recipient=recipient,
+        order_id=order_id,
+        limit=limit + 1,
+        before_id=before[0] if before else None,
     )
+    if len(rows) > limit:
+        rows = rows[:limit]
+        response.headers[NEXT_CURSOR_HEADER] = encode_cursor([rows[-1]["id"]])
     return [_row(r) for r in rows]
 
 

@@ -18,6 +18,7 @@ from api.deps import (
     settings_of,
     workflow_errors_as_http,
 )
+from api.limits import rate_limited
 from db.repositories import cancellation, catalogue, events, orders
 from orderflow.access import customer_token
 from orderflow.models import Address, CancelRequest, CancelResult, Order, OrderStatus, Step
@@ -117,6 +118,7 @@ async def place_order(
     request: Request,
     response: Response,
     _: Annotated[Principal, Depends(require("storefront", "admin"))],
+    __: Annotated[None, Depends(rate_limited("place"))],
 ) -> PlacedOrderResponse:
     pool = pool_of(request)
     settings = settings_of(request)
@@ -264,6 +266,7 @@ async def cancel_order(
     body: CancelBody,
     request: Request,
     who: Annotated[Principal, Depends(require("storefront", "admin", customer=True))],
+    _: Annotated[None, Depends(rate_limited("cancel"))],
 ) -> CancelResult | JSONResponse:
     pool = pool_of(request)
     storefront = order_client_of(request)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require
 from api.deps import order_client_of, order_status_or_404, pool_of, workflow_errors_as_http
+from api.pagination import Page, page_params, paged
 from db.repositories import reviews
 from orderflow.models import ReviewDecision
 
@@ -43,9 +44,16 @@ class DecisionResponse(BaseModel):
 
 @router.get("/reviews/pending", response_model=list[PendingReview])
 async def pending_reviews(
-    request: Request, _: Annotated[Principal, Depends(require("reviewer", "admin"))]
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require("reviewer", "admin"))],
+    page: Annotated[Page, Depends(page_params)],
 ) -> list[PendingReview]:
-    rows = await reviews.pending(pool_of(request))
+    """Oldest first, a page at a time (`limit`, `cursor`; the next in `X-Next-Cursor`)."""
+    found = await reviews.pending(
+        pool_of(request), after=page.after("time", "text"), limit=page.limit + 1
+    )
+    rows = paged(found, page, request, response, lambda r: (r["opened_at"], r["order_id"]))
     return [
         PendingReview(
             order_id=r["order_id"],

@@ -40,6 +40,7 @@ from fastapi.responses import StreamingResponse
 from api.auth import CUSTOMER, OPERATORS, Principal, require
 from api.customer_view import customer_details
 from api.deps import order_status_or_404, pool_of, settings_of
+from api.limits import StreamSlot, StreamWithSlot, limits_of
 from db.repositories import queues
 from orderflow.models import Step
 
@@ -311,9 +312,11 @@ async def _stream(
             yield _frame(_event_json(event), customer=customer)
 
 
-def _sse(body: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(
+def _sse(body: AsyncIterator[str], slot: StreamSlot) -> StreamingResponse:
+    # The slot counts against the caller's and the server's caps until the stream ends.
+    return StreamWithSlot(
         body,
+        slot=slot,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -334,6 +337,7 @@ async def order_event_stream(
     history first (or what followed `Last-Event-ID`), then each new event as it happens."""
     after = _last_id(last_event_id)
     await order_status_or_404(request, order_id)
+    slot = limits_of(request).open_stream(who.actor)
     return _sse(
         _stream(
             request,
@@ -341,7 +345,8 @@ async def order_event_stream(
             after_id=after,
             replay=True,
             customer=who.role == CUSTOMER,
-        )
+        ),
+        slot,
     )
 
 
@@ -352,9 +357,10 @@ async def order_event_stream(
 )
 async def shop_event_stream(
     request: Request,
-    _: Annotated[Principal, Depends(require(*STAFF))],
+    who: Annotated[Principal, Depends(require(*STAFF))],
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Every order's events as they happen (after `Last-Event-ID` first, when sent)."""
     after = _last_id(last_event_id)
-    return _sse(_stream(request, order_id=None, after_id=after, replay=after > 0))
+    slot = limits_of(request).open_stream(who.actor)
+    return _sse(_stream(request, order_id=None, after_id=after, replay=after > 0), slot)

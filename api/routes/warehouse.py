@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require
 from api.deps import order_client_of, order_status_or_404, pool_of, workflow_errors_as_http
+from api.pagination import Page, page_params, paged
 from db.repositories import warehouse
 from orderflow.models import PackedReport, PickedReport
 
@@ -41,8 +42,15 @@ class WarehouseReportResponse(BaseModel):
 
 @router.get("/warehouse/tasks", response_model=list[WarehouseTask])
 async def warehouse_tasks(
-    request: Request, _: Annotated[Principal, Depends(require("warehouse", "admin"))]
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require("warehouse", "admin"))],
+    page: Annotated[Page, Depends(page_params)],
 ) -> list[WarehouseTask]:
+    """Oldest first, a page at a time (`limit`, `cursor`; the next in `X-Next-Cursor`)."""
+    found = await warehouse.open_tasks(
+        pool_of(request), after=page.after("time", "text"), limit=page.limit + 1
+    )
     return [
         WarehouseTask(
             order_id=r["order_id"],
@@ -53,7 +61,7 @@ async def warehouse_tasks(
             service_level=r["service_level"],
             lines=r["lines"],
         )
-        for r in await warehouse.open_tasks(pool_of(request))
+        for r in paged(found, page, request, response, lambda r: (r["opened_at"], r["order_id"]))
     ]
 
 

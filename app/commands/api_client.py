@@ -24,6 +24,32 @@ def call_api(
     content: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> Any:
+    return _send(method, path, role=role, body=body, content=content, headers=headers).json()
+
+
+def call_api_pages(path: str, *, role: str | None = None) -> list[Any]:
+    """Every row of a paginated list endpoint, following `X-Next-Cursor` page by page."""
+    rows: list[Any] = []
+    params: dict[str, Any] = {"limit": 200}
+    while True:
+        response = _send("GET", path, role=role, params=params)
+        rows.extend(response.json())
+        cursor = response.headers.get("X-Next-Cursor")
+        if not cursor:
+            return rows
+        params = {"limit": 200, "cursor": cursor}
+
+
+def _send(
+    method: str,
+    path: str,
+    *,
+    role: str | None = None,
+    body: Any = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> httpx.Response:
     settings = get_settings()
     sent = dict(headers or {})
     if role is not None:
@@ -35,6 +61,7 @@ def call_api(
             json=body,
             content=content,
             headers=sent,
+            params=params,
             timeout=30,
         )
     except httpx.HTTPError as exc:
@@ -47,7 +74,7 @@ def call_api(
             detail = response.text
         console.print(f"[red]{response.status_code}: {detail}[/]")
         raise typer.Exit(1)
-    return response.json()
+    return response
 
 
 def print_json(data: Any) -> None:

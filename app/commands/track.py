@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.commands.api_client import call_api, print_json
+from app.commands.api_client import call_api, call_api_pages, print_json
 from orderflow.settings import get_settings
 from orderflow.signing import carrier_secret, signed_headers
 
@@ -82,7 +82,7 @@ def lost() -> None:
         table.add_column(column, no_wrap=True)
     for column in ("reason", "since"):
         table.add_column(column)
-    for case in call_api("GET", "/logistics/lost-parcels", role="logistics"):
+    for case in call_api_pages("/logistics/lost-parcels", role="logistics"):
         table.add_row(
             case["order_id"],
             str(case["case_no"]),

@@ -279,8 +279,15 @@ async def take_replacement_stock(
     return {}
 
 
-async def open_lost_cases(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
-    """Lost parcels awaiting logistics' decision, oldest first, with what was in them."""
+async def open_lost_cases(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Lost parcels awaiting logistics' decision, oldest first, with what was in them: those
+    after `after` (opened_at, order_id), at most `limit` (None: all)."""
+    since, order_id = after or (None, None)
     return await conn.fetch(
         """SELECT c.order_id, c.case_no, c.carrier, c.tracking_number, c.reason, c.opened_at,
                   o.customer_email,
@@ -289,7 +296,12 @@ async def open_lost_cases(conn: asyncpg.Connection | asyncpg.Pool) -> list[async
                    FROM order_lines l WHERE l.order_id = c.order_id) AS lines
            FROM lost_parcels c JOIN orders o ON o.order_id = c.order_id
            WHERE c.status = 'open'
-           ORDER BY c.opened_at, c.order_id"""
+             AND ($1::timestamptz IS NULL OR (c.opened_at, c.order_id) > ($1, $2::text))
+           ORDER BY c.opened_at, c.order_id
+           LIMIT $3""",
+        since,
+        order_id,
+        limit,
     )
 
 

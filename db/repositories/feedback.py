@@ -72,13 +72,41 @@ async def resolve_ticket(
 
 
 async def tickets_of(
-    conn: asyncpg.Connection | asyncpg.Pool, order_id: str
+    conn: asyncpg.Connection | asyncpg.Pool,
+    order_id: str,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
 ) -> list[asyncpg.Record]:
+    """The order's tickets, oldest first: those after `after` (created_at, ticket_id), at
+    most `limit` (None: all)."""
+    since, ticket_id = after or (None, None)
     return await conn.fetch(
         """SELECT ticket_id, category, department, status, holds_completion, created_at
-           FROM feedback_tickets WHERE order_id = $1 ORDER BY created_at, ticket_id""",
+           FROM feedback_tickets
+           WHERE order_id = $1
+             AND ($2::timestamptz IS NULL OR (created_at, ticket_id) > ($2, $3::text))
+           ORDER BY created_at, ticket_id
+           LIMIT $4""",
         order_id,
+        since,
+        ticket_id,
+        limit,
     )
+
+
+async def ticket_cap_state(
+    conn: asyncpg.Connection | asyncpg.Pool, order_id: str, request_key: str
+) -> tuple[int, bool]:
+    """(tickets the order has, whether one of them has `request_key`)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, coalesce(bool_or(request_key = $2), false) AS known
+           FROM feedback_tickets WHERE order_id = $1""",
+        order_id,
+        request_key,
+    )
+    assert row is not None
+    return int(row["n"]), bool(row["known"])
 
 
 async def store_review(

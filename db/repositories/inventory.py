@@ -482,18 +482,38 @@ async def serve_waiting(conn: asyncpg.Connection, sku: str) -> list[str]:
     return served
 
 
-async def open_purchase_requests(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+async def open_purchase_requests(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    after: tuple[datetime, int] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Open purchase requests, oldest first: those after `after` (created_at, id), at most
+    `limit` (None: all)."""
+    since, request_id = after or (None, None)
     return await conn.fetch(
         """SELECT p.id, p.sku, p.quantity, p.reason, p.created_at, p.updated_at,
                   count(b.order_id) FILTER (WHERE b.status = 'waiting') AS waiting_orders
            FROM purchase_requests p LEFT JOIN backorders b ON b.sku = p.sku AND b.status = 'waiting'
-           WHERE p.status = 'open' GROUP BY p.id ORDER BY p.created_at, p.id"""
+           WHERE p.status = 'open'
+             AND ($1::timestamptz IS NULL OR (p.created_at, p.id) > ($1, $2::bigint))
+           GROUP BY p.id ORDER BY p.created_at, p.id
+           LIMIT $3""",
+        since,
+        request_id,
+        limit,
     )
 
 
 async def stock_levels(
-    conn: asyncpg.Connection | asyncpg.Pool, sku: str | None = None
+    conn: asyncpg.Connection | asyncpg.Pool,
+    sku: str | None = None,
+    *,
+    after_sku: str | None = None,
+    limit: int | None = None,
 ) -> list[asyncpg.Record]:
+    """Stock of one SKU, or of every SKU in SKU order: those after `after_sku`, at most
+    `limit` (None: all)."""
     return await conn.fetch(
         """SELECT p.sku, p.name, p.unit_price, p.currency, p.weight_kg, p.bin_location,
                   i.on_hand, i.reserved, i.on_hand - i.reserved AS available, i.reorder_point,
@@ -505,8 +525,12 @@ async def stock_levels(
                   (SELECT r.quantity FROM purchase_requests r
                    WHERE r.sku = p.sku AND r.status = 'open') AS open_request_quantity
            FROM products p JOIN inventory i ON i.sku = p.sku
-           WHERE $1::text IS NULL OR p.sku = $1 ORDER BY p.sku""",
+           WHERE ($1::text IS NULL OR p.sku = $1) AND ($2::text IS NULL OR p.sku > $2)
+           ORDER BY p.sku
+           LIMIT $3""",
         sku,
+        after_sku,
+        limit,
     )
 
 

@@ -178,19 +178,23 @@ async def list_rows(
     recipient: str | None = None,
     order_id: str | None = None,
     limit: int = 100,
+    before_id: int | None = None,
 ) -> list[asyncpg.Record]:
-    """Outbox rows, newest first, filtered by status, recipient (any case) and order."""
+    """Outbox rows, newest first, filtered by status, recipient (any case) and order; only
+    rows older than `before_id` when given (the next page)."""
     return await conn.fetch(
         f"""SELECT {_ROW} FROM notifications n
             WHERE ($1::text IS NULL OR n.status = $1)
               AND ($2::text IS NULL OR lower(n.recipient) = lower($2))
               AND ($3::text IS NULL OR n.order_id = $3)
+              AND ($5::bigint IS NULL OR n.id < $5)
             ORDER BY n.id DESC
             LIMIT $4""",
         status,
         recipient,
         order_id,
         limit,
+        before_id,
     )
 
 

@@ -8,14 +8,26 @@ from typing import Any
 import asyncpg
 
 
-async def pending(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
-    """Open and escalated review tasks, oldest first."""
+async def pending(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Open and escalated review tasks, oldest first: those after `after` (opened_at,
+    order_id), at most `limit` (None: all)."""
+    since, order_id = after or (None, None)
     return await conn.fetch(
         """SELECT t.order_id, t.status AS task_status, t.score, t.reasons, t.opened_at, t.due_at,
                   t.deadline_at, o.customer_id, o.total, o.currency
            FROM review_tasks t JOIN orders o ON o.order_id = t.order_id
            WHERE t.status IN ('open', 'escalated')
-           ORDER BY t.opened_at, t.order_id"""
+             AND ($1::timestamptz IS NULL OR (t.opened_at, t.order_id) > ($1, $2::text))
+           ORDER BY t.opened_at, t.order_id
+           LIMIT $3""",
+        since,
+        order_id,
+        limit,
     )
 
 

@@ -8,8 +8,15 @@ from decimal import Decimal
 import asyncpg
 
 
-async def open_tasks(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
-    """Tasks still to pick or pack, oldest first, with lines and bin locations."""
+async def open_tasks(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Tasks still to pick or pack, oldest first, with lines and bin locations: those after
+    `after` (opened_at, order_id), at most `limit` (None: all)."""
+    since, order_id = after or (None, None)
     return await conn.fetch(
         """SELECT t.order_id, t.status, t.opened_at, t.due_at, t.due_at < now() AS overdue,
                   o.service_level,
@@ -20,7 +27,12 @@ async def open_tasks(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Re
                    WHERE l.order_id = t.order_id) AS lines
            FROM warehouse_tasks t JOIN orders o ON o.order_id = t.order_id
            WHERE t.status IN ('open', 'picked')
-           ORDER BY t.opened_at, t.order_id"""
+             AND ($1::timestamptz IS NULL OR (t.opened_at, t.order_id) > ($1, $2::text))
+           ORDER BY t.opened_at, t.order_id
+           LIMIT $3""",
+        since,
+        order_id,
+        limit,
     )
 
 
