@@ -16,6 +16,9 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/orderflow orderf
     && install -d -o orderflow /var/lib/orderflow
 USER orderflow
 WORKDIR /home/orderflow
+# Closed by default: the image runs in production mode, so a container started without the
+# secrets of .env.example refuses to start instead of accepting development tokens.
+ENV ORDERFLOW_MODE=production
 
 EXPOSE 8000 8100 1025 8025
 CMD ["orderflow", "api"]

@@ -42,6 +42,10 @@ def create_app(
     storefront: OrderClient | None = None,
     database_url: str | None = None,
 ) -> FastAPI:
+    # Refused here, not in the lifespan: a production API with development secrets is
+    # never built, whoever serves it.
+    settings.require_safe_for_production()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_pool = None

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from app.commands import forecast, mail, replenish, risk, track
 from app.commands.api_client import call_api, call_api_pages, print_json
-from orderflow.settings import get_settings
+from orderflow.settings import Settings, UnsafeForProduction, get_settings
 
 app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
 review_app = typer.Typer(help="Flagged orders awaiting a decision.", no_args_is_help=True)
@@ -44,6 +44,18 @@ def _logging() -> None:
     )
 
 
+def _settings_to_serve() -> Settings:
+    """The settings of a serving process (api, worker, up); in production mode a setting
+    left at a development value ends the command here, with its name and no traceback."""
+    settings = get_settings()
+    try:
+        settings.require_safe_for_production()
+    except UnsafeForProduction as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
 def _call(method: str, path: str, role: str, body: Any = None) -> Any:
     """One API call as `role`; a refusal is printed with its detail and exits non-zero."""
     return call_api(method, path, role=role, body=body)
@@ -58,7 +70,7 @@ def up(
     from app.stack_runner import run_stack
 
     _logging()
-    run_stack(get_settings(), demo=demo, console=console)
+    run_stack(_settings_to_serve(), demo=demo, console=console)
 
 
 @app.command()
@@ -67,7 +79,7 @@ def worker() -> None:
     from workers.order_worker import run_worker
 
     _logging()
-    settings = get_settings()
+    settings = _settings_to_serve()
     if not settings.database_url:
         raise typer.BadParameter("DATABASE_URL is not set")
     asyncio.run(run_worker(settings, database_url=settings.database_url))
@@ -81,7 +93,7 @@ def api() -> None:
     from api.app import create_app
 
     _logging()
-    settings = get_settings()
+    settings = _settings_to_serve()
     # Open event streams must not hold a shutdown for their whole lifetime.
     uvicorn.run(
         create_app(settings),
@@ -96,6 +108,16 @@ def api() -> None:
 def carrier_simulator() -> None:
     """Run the carrier simulator (stands in for the carriers' APIs)."""
     from simulators.carrier import run
+
+    _logging()
+    run(settings=get_settings())
+
+
+@app.command("psp-simulator")
+def psp_simulator() -> None:
+    """Run the payment service provider simulator (stands in for the PSP's API) on
+    ORDERFLOW_PSP_SIMULATOR_PORT (8200)."""
+    from simulators.psp import run
 
     _logging()
     run(settings=get_settings())

@@ -2,8 +2,8 @@
 
 PostgreSQL and the Temporal dev server start here unless `DATABASE_URL` / `TEMPORAL_ADDRESS`
 point elsewhere, and the mail server unless `ORDERFLOW_SMTP_HOST` does; the carrier
-simulator, the worker and the API run as child processes of this one, each with a log
-under `.orderflow/logs/`.
+simulator, the payment service provider simulator, the worker and the API run as child
+processes of this one, each with a log under `.orderflow/logs/`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from db.migrate import apply_migrations
 from db.pool import create_pool
 from db.seed import seed_demo_catalogue
 from orderflow.models import OrderPolicy
+from orderflow.redact import redact_url
 from orderflow.settings import ROLES, Settings
 from orderflow.temporal_client import connect_temporal
 from stack.postgres import EmbeddedPostgres
@@ -64,6 +65,8 @@ async def ensure_schedules(settings: Settings, address: str) -> None:
 
 
 def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
+    # Before anything starts: a refused production stack leaves no server running.
+    settings.require_safe_for_production()
     state = settings.state_dir.resolve()
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -106,6 +109,7 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             "TEMPORAL_ADDRESS": address,
             # The parts find each other on the ports this stack was given.
             "ORDERFLOW_CARRIER_API_URL": f"http://127.0.0.1:{settings.carrier_simulator_port}",
+            "ORDERFLOW_PSP_API_URL": f"http://127.0.0.1:{settings.psp_simulator_port}",
             "ORDERFLOW_CARRIER_WEBHOOK_BASE_URL": f"http://127.0.0.1:{settings.api_port}",
             "ORDERFLOW_API_URL": f"http://127.0.0.1:{settings.api_port}",
         }
@@ -119,12 +123,13 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             env["ORDERFLOW_MAILBOX_URL"] = f"http://127.0.0.1:{settings.mail_simulator_http_port}"
         python = [sys.executable, "-m", "app.cli"]
         parts = ("mail-server",) if own_mail_server else ()
-        for name in (*parts, "carrier-simulator", "worker", "api"):
+        for name in (*parts, "carrier-simulator", "psp-simulator", "worker", "api"):
             sup.add(ManagedProcess(name, [*python, name], logs / f"{name}.log", env), name).start()
         if own_mail_server:
             wait_for_port(settings.smtp_port, timeout=60)
             wait_for_port(settings.mail_simulator_http_port, timeout=60)
         wait_for_port(settings.carrier_simulator_port, timeout=60)
+        wait_for_port(settings.psp_simulator_port, timeout=60)
         wait_for_port(settings.api_port, timeout=60)
         if demo:
             demo_process = ManagedProcess(
@@ -139,7 +144,10 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             )
         console.print(f"  Temporal gRPC     {address}")
         console.print(f"  HTTP API          http://localhost:{settings.api_port}  (docs at /docs)")
-        console.print(f"  PostgreSQL        {database_url}")
+        console.print(
+            f"  PSP simulator     http://localhost:{settings.psp_simulator_port}  (docs at /docs)"
+        )
+        console.print(f"  PostgreSQL        {redact_url(database_url)}")
         if own_mail_server:
             console.print(
                 f"  Mailbox           http://localhost:{settings.api_port}/ui/mailbox.html"

@@ -7,6 +7,9 @@ Everything configurable lives here; modules take a `Settings` instead of reading
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -20,11 +23,67 @@ from orderflow.models.replenishment import ReplenishmentSettings
 
 ROLES = ("storefront", "reviewer", "warehouse", "purchasing", "logistics", "admin")
 
+# Production mode refuses shorter secrets (HMAC keys, the customer token secret) and
+# shorter operator tokens: both are guessable offline or by brute force below these.
+MIN_SECRET_LENGTH = 32
+MIN_TOKEN_LENGTH = 24
+# Every development value in the code starts with it (`dev-<role>`, `dev-customer-token-
+# secret`, `dev-carrier-secret-<code>`, ...); production accepts no value that does.
+DEVELOPMENT_PREFIX = "dev-"
+# Single secrets a production process refuses to start without: (field, environment
+# variable). A secret added later (the PSP's API key and webhook secret, outbound webhook
+# signing) joins the production check with one line here.
+PRODUCTION_SECRETS: tuple[tuple[str, str], ...] = (
+    ("customer_token_secret", "ORDERFLOW_CUSTOMER_TOKEN_SECRET"),
+    ("psp_api_key", "ORDERFLOW_PSP_API_KEY"),
+    ("psp_webhook_secret", "ORDERFLOW_PSP_WEBHOOK_SECRET"),
+)
+
+
+class UnsafeForProduction(RuntimeError):
+    """Production mode with a secret unset, too short or at a development value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            "refusing to start in production mode (ORDERFLOW_MODE=production):\n"
+            f"{lines}\n"
+            "Set them in the environment or in .env (see .env.example)."
+        )
+
+
+def _secret_problem(env: str, value: str | None, *, minimum: int, default: object) -> str | None:
+    """Why `value` may not be the production value of `env`, or None; never shows it."""
+    if not value:
+        return f"{env} is unset"
+    if value == default:
+        return f"{env} is the development default"
+    if value.startswith(DEVELOPMENT_PREFIX):
+        return f"{env} is a development value (starts with {DEVELOPMENT_PREFIX!r})"
+    if len(value) < minimum:
+        return f"{env} is too short ({len(value)} characters; at least {minimum})"
+    return None
+
+
+def _is_aes256_key(value: str) -> bool:
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            if len(decode(value.encode("ascii"))) == 32:
+                return True
+        except (binascii.Error, ValueError):
+            continue
+    return False
+
 
 class Settings(BaseSettings):
     """Runtime configuration of every orderflow process."""
 
-    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore")
+    # An empty variable (`KEY=` as copied from .env.example) counts as unset, rather than as
+    # an unparseable JSON value or an empty secret.
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERFLOW_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     mode: Literal["development", "production"] = "development"
     state_dir: Path = Path(".orderflow")
@@ -267,6 +326,79 @@ class Settings(BaseSettings):
         if self.mode != "production":
             tokens.update({f"dev-{role}": role for role in ROLES})
         return tokens
+
+    def production_problems(self, carriers: Iterable[str] | None = None) -> list[str]:
+        """What keeps these settings out of production, one line per setting by its
+        environment variable; empty when production may start.
+
+        `carriers` are the codes of the carriers the shop books, each needing a webhook
+        secret; by default the ones `orderflow migrate` seeds into the carriers table.
+        """
+        problems: list[str] = []
+        for field, env in PRODUCTION_SECRETS:
+            default = type(self).model_fields[field].default
+            problem = _secret_problem(
+                env, getattr(self, field), minimum=MIN_SECRET_LENGTH, default=default
+            )
+            if problem:
+                problems.append(problem)
+
+        for role in ROLES:
+            problem = _secret_problem(
+                f"ORDERFLOW_API_TOKENS (role {role!r})",
+                self.api_tokens.get(role),
+                minimum=MIN_TOKEN_LENGTH,
+                default=f"dev-{role}",
+            )
+            if problem:
+                problems.append(problem)
+        tokens = [token for token in self.api_tokens.values() if token]
+        if len(set(tokens)) < len(tokens):
+            # One token for two roles would act as whichever role happened to be listed last.
+            problems.append("ORDERFLOW_API_TOKENS gives two roles the same token")
+
+        if carriers is None:
+            from orderflow.demo_carriers import DEMO_CARRIERS
+
+            carriers = [carrier.code for carrier in DEMO_CARRIERS]
+        for code in sorted({*carriers, *self.carrier_webhook_secrets}):
+            problem = _secret_problem(
+                f"ORDERFLOW_CARRIER_WEBHOOK_SECRETS (carrier {code!r})",
+                self.carrier_webhook_secrets.get(code),
+                minimum=MIN_SECRET_LENGTH,
+                default=f"dev-carrier-secret-{code}",
+            )
+            if problem:
+                problems.append(problem)
+
+        if not self.payload_keys:
+            problems.append(
+                "ORDERFLOW_PAYLOAD_KEYS is unset: workflow payloads would be encrypted with "
+                "the fixed development key"
+            )
+        else:
+            problems.extend(
+                f"ORDERFLOW_PAYLOAD_KEYS (key {key_id!r}) is not the base64 of 32 bytes"
+                for key_id, key in sorted(self.payload_keys.items())
+                if not _is_aes256_key(key)
+            )
+            if not self.payload_key_id:
+                problems.append("ORDERFLOW_PAYLOAD_KEY_ID is unset")
+            elif self.payload_key_id not in self.payload_keys:
+                problems.append(
+                    f"ORDERFLOW_PAYLOAD_KEY_ID {self.payload_key_id!r} is not a key of "
+                    "ORDERFLOW_PAYLOAD_KEYS"
+                )
+        return problems
+
+    def require_safe_for_production(self, carriers: Iterable[str] | None = None) -> None:
+        """In production mode, raise `UnsafeForProduction` naming every unsafe setting;
+        in development mode, nothing (its defaults are what development runs on)."""
+        if self.mode != "production":
+            return
+        problems = self.production_problems(carriers)
+        if problems:
+            raise UnsafeForProduction(problems)
 
 
 @lru_cache(maxsize=1)

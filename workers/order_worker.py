@@ -96,6 +96,7 @@ async def worker_resources(
 async def run_worker(
     settings: Settings, *, database_url: str, temporal_address: str | None = None
 ) -> None:
+    settings.require_safe_for_production()
     client = await connect_temporal(settings, temporal_address)
     async with worker_resources(settings, database_url) as (pool, http):
         worker = build_worker(client, pool, http, settings)

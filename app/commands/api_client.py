@@ -10,6 +10,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from orderflow.redact import redact_url
 from orderflow.settings import get_settings
 
 console = Console()
@@ -65,7 +66,7 @@ def _send(
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the API at {settings.api_url}: {exc}[/]")
+        console.print(f"[red]cannot reach the API at {redact_url(settings.api_url)}: {exc}[/]")
         raise typer.Exit(2) from exc
     if response.status_code >= 400:
         try:

@@ -61,7 +61,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
     clone = _clone(tmp_path)
-    grpc, ui, api_port, pg, sim, smtp, mailbox = free_ports(7)
+    grpc, ui, api_port, pg, sim, smtp, mailbox, psp = free_ports(8)
     env = {
         **os.environ,
         "PYTHONPATH": str(clone),
@@ -70,6 +70,7 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
         "ORDERFLOW_API_PORT": str(api_port),
         "ORDERFLOW_POSTGRES_PORT": str(pg),
         "ORDERFLOW_CARRIER_SIMULATOR_PORT": str(sim),
+        "ORDERFLOW_PSP_SIMULATOR_PORT": str(psp),
         # The embedded mail server, away from a developer's own on 1025 / 8025.
         "ORDERFLOW_SMTP_PORT": str(smtp),
         "ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT": str(mailbox),

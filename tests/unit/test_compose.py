@@ -33,8 +33,10 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def with_defaults(value: str) -> str:
-    """What compose makes of `${VAR:-default}` when VAR is unset."""
-    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+    """What compose makes of `${VAR:-default}` when VAR is unset, and of a required
+    `${VAR:?message}` when .env sets it (a stand-in value)."""
+    value = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{([A-Z0-9_]+):\?[^}]*\}", r"from-env-\1", value)
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:
@@ -116,9 +118,9 @@ def test_temporal_uses_the_postgresql_service(services: dict[str, dict[str, Any]
 
 
 def test_ports_of_the_spec(services: dict[str, dict[str, Any]]) -> None:
-    assert services["temporal-ui"]["ports"] == ["8233:8080"]
+    assert services["temporal-ui"]["ports"] == ["127.0.0.1:8233:8080"]
     assert services["api"]["ports"] == ["8000:8000"]
-    assert services["temporal"]["ports"] == ["7233:7233"]
+    assert services["temporal"]["ports"] == ["127.0.0.1:7233:7233"]
     assert env_of(services["temporal-ui"])["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert env_of(services["api"])["ORDERFLOW_API_HOST"] == "0.0.0.0"
 
@@ -169,3 +171,115 @@ def test_dockerfile_installs_the_project_as_a_non_root_user() -> None:
 
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".orderflow", ".git", ".env"} <= set(ignored)
+
+
+# ---------------------------------------------------------------- closed by default
+# Names of variables that hold a password, a secret, a token or a key.
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY(S)?(_|$)|_PWD$")
+
+
+def _compose_text() -> str:
+    return (ROOT / "docker-compose.yml").read_text()
+
+
+def _interpolated(text: str) -> list[tuple[str, str, str]]:
+    """Every `${VAR}`, `${VAR:-default}` and `${VAR:?message}`: (name, operator, rest)."""
+    return re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(?:(:?[-?])([^}]*))?\}", text)
+
+
+def _env_example() -> str:
+    return (ROOT / ".env.example").read_text()
+
+
+def test_app_processes_run_in_production_mode(services: dict[str, dict[str, Any]]) -> None:
+    for name in (*APP_SERVICES, "psp-simulator", "mail-server"):
+        # Fixed, not `${ORDERFLOW_MODE:-...}`: an unset variable never opens development mode.
+        assert services[name]["environment"]["ORDERFLOW_MODE"] == "production", name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ENV ORDERFLOW_MODE=production$", dockerfile, re.MULTILINE)
+
+
+def test_no_secret_has_a_default_value(services: dict[str, dict[str, Any]]) -> None:
+    text = _compose_text()
+    assert "dev-" not in text
+    for name, operator, rest in _interpolated(text):
+        if SECRET_NAME.search(name):
+            # Required (compose refuses to start without it), or optional and empty.
+            assert operator == ":?" or (operator == ":-" and rest == ""), (name, operator, rest)
+    for service_name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_NAME.search(key):
+                assert "${" in str(value), f"{service_name}: {key} is written in the file"
+    # Every secret the production check demands is required by compose.
+    required = {name for name, operator, _ in _interpolated(text) if operator == ":?"}
+    assert {
+        "ORDERFLOW_DB_PASSWORD",
+        "TEMPORAL_DB_PASSWORD",
+        "ORDERFLOW_CUSTOMER_TOKEN_SECRET",
+        "ORDERFLOW_API_TOKENS",
+        "ORDERFLOW_CARRIER_WEBHOOK_SECRETS",
+        "ORDERFLOW_PAYLOAD_KEYS",
+        "ORDERFLOW_PAYLOAD_KEY_ID",
+        "ORDERFLOW_PSP_API_KEY",
+        "ORDERFLOW_PSP_WEBHOOK_SECRET",
+    } <= required
+
+
+def test_temporal_and_postgresql_are_published_on_localhost_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("temporal", "temporal-ui", "postgresql"):
+        for port in services[name].get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+    # The API is the one service meant to be reached from outside.
+    published = {name for name, service in services.items() if service.get("ports")}
+    for name in published - {"api"}:
+        assert all(str(p).startswith("127.0.0.1:") for p in services[name]["ports"]), name
+
+
+def test_every_variable_of_compose_is_listed_in_env_example() -> None:
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", _env_example(), re.MULTILINE))
+    used = {name for name, _, _ in _interpolated(_compose_text())}
+    assert used <= listed, used - listed
+    required = {name for name, operator, _ in _interpolated(_compose_text()) if operator == ":?"}
+    # Required ones are uncommented lines, so a copied .env names them all.
+    uncommented = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", _env_example(), re.MULTILINE))
+    assert required <= uncommented, required - uncommented
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".env" in ignored
+
+
+def test_env_example_filled_as_it_says_passes_the_production_check(tmp_path: Path) -> None:
+    """Each empty value generated with the command its comment gives (the nearest one
+    above it), then read by Settings: the names are the settings' own and the values pass."""
+    import contextlib
+    import io
+
+    from orderflow.settings import Settings
+
+    command = None
+    filled = []
+    for line in _env_example().splitlines():
+        found = re.search(r"python -c \"(.*)\"$", line)
+        if found:
+            command = found.group(1)
+        empty = re.fullmatch(r"([A-Z][A-Z0-9_]*)=", line)
+        if empty:
+            assert command, f"no command above {empty.group(1)}"
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(command, {})
+            line = f"{empty.group(1)}={out.getvalue().strip()}"
+        filled.append(line)
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(filled) + "\n")
+
+    settings = Settings(_env_file=env_file, mode="production")  # type: ignore[call-arg]
+    assert settings.production_problems() == []
+    # And with an empty one, the check names it.
+    env_file.write_text(_env_example())
+    refused = Settings(_env_file=env_file, mode="production")  # type: ignore[call-arg]
+    assert (
+        "ORDERFLOW_CUSTOMER_TOKEN_SECRET is the development default"
+        in refused.production_problems()
+    )
