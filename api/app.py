@@ -16,6 +16,7 @@ from api.errors import BodySizeLimit, install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
     carriers,
+    codec,
     customer_page,
     departments,
     feedback,
@@ -84,12 +85,14 @@ def create_app(
     app.include_router(ui.router)
     for module in (orders, reviews, warehouse, inventory, carriers, health):
         app.include_router(module.router)
-    # Issue 5: the customer's feedback and review; logistics' lost parcels and rebooking.
+    # The customer's feedback and review; logistics' lost parcels and rebooking.
     for module in (feedback, logistics):
         app.include_router(module.router)
-    # Issue 9: the customer's own order page (static; it reads the order with its token).
+    # The customer's own order page (static; it reads the order with its token).
     app.include_router(customer_page.router)
-    # Issue 9: the mail outbox and the embedded mailbox (admin).
+    # The mail outbox and the embedded mailbox (admin).
     app.include_router(mail.router)
+    # The Web UI's codec server: operators read encrypted histories.
+    app.include_router(codec.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     return app

@@ -9,6 +9,7 @@ processes of this one, each with a log under `.orderflow/logs/`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from datetime import timedelta
@@ -93,6 +94,7 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
                     ui_port=settings.temporal_ui_port,
                     namespace=settings.temporal_namespace,
                     log_file=logs / "temporal.log",
+                    ui_codec_endpoint=f"http://localhost:{settings.api_port}/codec",
                 ),
                 "temporal",
             )
@@ -112,6 +114,16 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             "ORDERFLOW_PSP_API_URL": f"http://127.0.0.1:{settings.psp_simulator_port}",
             "ORDERFLOW_CARRIER_WEBHOOK_BASE_URL": f"http://127.0.0.1:{settings.api_port}",
             "ORDERFLOW_API_URL": f"http://127.0.0.1:{settings.api_port}",
+            # The Web UI of this stack may ask the API's codec endpoint to decode.
+            "ORDERFLOW_CODEC_CORS_ORIGINS": json.dumps(
+                sorted(
+                    {
+                        *settings.codec_cors_origins,
+                        f"http://localhost:{settings.temporal_ui_port}",
+                        f"http://127.0.0.1:{settings.temporal_ui_port}",
+                    }
+                )
+            ),
         }
         if "ORDERFLOW_ORDER_POLICY" not in os.environ:
             env["ORDERFLOW_ORDER_POLICY"] = DEMO_POLICY.model_dump_json()

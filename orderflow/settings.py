@@ -33,6 +33,11 @@ DEVELOPMENT_PREFIX = "dev-"
 # Single secrets a production process refuses to start without: (field, environment
 # variable). A secret added later (the PSP's API key and webhook secret, outbound webhook
 # signing) joins the production check with one line here.
+# The payload key of development mode (orderflow/payload_codec.py): public, so refused in
+# production like every other development value.
+DEVELOPMENT_PAYLOAD_KEY_ID = "dev"
+DEVELOPMENT_PAYLOAD_KEY = "b3JkZXJmbG93LWRldmVsb3BtZW50LW9ubHkta2V5ISE="
+
 PRODUCTION_SECRETS: tuple[tuple[str, str], ...] = (
     ("customer_token_secret", "ORDERFLOW_CUSTOMER_TOKEN_SECRET"),
     ("psp_api_key", "ORDERFLOW_PSP_API_KEY"),
@@ -137,6 +142,12 @@ class Settings(BaseSettings):
     carrier_webhook_secrets: dict[str, str] = Field(default_factory=dict)
     # Secret that signs per-order customer access tokens.
     customer_token_secret: str = "dev-customer-token-secret"
+    # Input bounds checked at the API edge (placement, receipts, feedback).
+    # An order's `placed_at` is the storefront's clock: one older than placed_at_max_age or
+    # more than placed_at_max_ahead in the future is refused with 422 (a clock gone wrong, or
+    # a client trying to jump a queue), rather than recorded.
+    placed_at_max_age: timedelta = timedelta(days=30)
+    placed_at_max_ahead: timedelta = timedelta(minutes=5)
     # Keys that encrypt workflow payloads (orders, feedback, risk reasons) in Temporal's
     # history: key id -> base64 of 32 bytes (AES-256-GCM). New payloads use `payload_key_id`;
     # any listed key decrypts, so a key rotates by adding the new one, switching the id, and
@@ -381,6 +392,11 @@ class Settings(BaseSettings):
                 f"ORDERFLOW_PAYLOAD_KEYS (key {key_id!r}) is not the base64 of 32 bytes"
                 for key_id, key in sorted(self.payload_keys.items())
                 if not _is_aes256_key(key)
+            )
+            problems.extend(
+                f"ORDERFLOW_PAYLOAD_KEYS (key {key_id!r}) is the development key"
+                for key_id, key in sorted(self.payload_keys.items())
+                if key == DEVELOPMENT_PAYLOAD_KEY
             )
             if not self.payload_key_id:
                 problems.append("ORDERFLOW_PAYLOAD_KEY_ID is unset")

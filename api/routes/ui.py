@@ -15,7 +15,7 @@ _TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
-    # Issue 9: the admin mailbox page (what the embedded mail server received, the outbox).
+    # The admin mailbox page (what the embedded mail server received, the outbox).
     "mailbox.html": "text/html; charset=utf-8",
     "mailbox.js": "text/javascript; charset=utf-8",
 }

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
 from tests.fast.harness import Harness
 from tests.fast.shop import FakeShop
+from tests.helpers import CONVERTER
 from tests.timeskip.conftest import _test_server_binary
 
 _HERE = Path(__file__).parent
@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 async def fast_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter
+        test_server_existing_path=_test_server_binary(), data_converter=CONVERTER
     )
     try:
         # The workflow upserts these; on this server an unknown one is retried forever, and

@@ -11,14 +11,13 @@ from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from db.repositories import inventory
 from orderflow.models import OrderPolicy, PackedReport, PickedReport
-from tests.helpers import events_of, order_json, wait_for_status
+from tests.helpers import CONVERTER, events_of, order_json, wait_for_status
 from tests.integration.fulfilment_support import (
     PRICE,
     add_product,
@@ -313,7 +312,7 @@ async def test_a_cancel_racing_the_packed_report_ends_consistently_and_replays(
     # Whatever happened, it replays the same way from the recorded history.
     replayer = Replayer(
         workflows=[OrderWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=SANDBOX,
     )
     for order in orders:

@@ -9,13 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orderflow.models import Order, OrderPolicy
 from stack.postgres import EmbeddedPostgres
 from stack.supervisor import free_port, free_ports
 from stack.temporal import TemporalDevServer
-from tests.helpers import order_json, wait_for_status
+from tests.helpers import CONVERTER, order_json, wait_for_status
 from tests.servers import prepare, running_stack
 
 pytestmark = pytest.mark.integration
@@ -34,7 +33,7 @@ async def test_orders_survive_database_and_temporal_restarts(tmp_path: Path) -> 
     await asyncio.to_thread(temporal.start)
     try:
         await prepare(postgres.url)
-        client = await temporal.connect(data_converter=pydantic_data_converter)
+        client = await temporal.connect(data_converter=CONVERTER)
         env = SimpleNamespace(client=client)  # what running_stack uses of an environment
         async with running_stack(env, postgres.url, policy=POLICY) as stack:  # type: ignore[arg-type]
             orders = [Order.model_validate(order_json()) for _ in range(ORDERS)]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.helpers import CONVERTER
 from workers.order_worker import SANDBOX
 from workflows.order import OrderWorkflow
 
@@ -24,6 +24,6 @@ def test_histories_are_recorded() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"order-{path.stem}", path.read_text())
     replayer = Replayer(
-        workflows=[OrderWorkflow], data_converter=pydantic_data_converter, workflow_runner=SANDBOX
+        workflows=[OrderWorkflow], data_converter=CONVERTER, workflow_runner=SANDBOX
     )
     await replayer.replay_workflow(history)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
+from tests.helpers import CONVERTER
 
 
 def _test_server_binary() -> str:
@@ -27,7 +27,7 @@ def _test_server_binary() -> str:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter
+        test_server_existing_path=_test_server_binary(), data_converter=CONVERTER
     )
     # Upserts of unknown search attributes would retry forever on this server, which
     # cannot list them either: add them outright.

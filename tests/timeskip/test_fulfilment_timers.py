@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from orderflow.access import customer_token
 from orderflow.models import OrderPolicy
 from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
-from tests.helpers import wait_for_status
+from tests.helpers import CONVERTER, wait_for_status
 from tests.integration.fulfilment_support import (
     add_product,
     carrier_control,
@@ -58,7 +57,7 @@ class Timed:
 @pytest.fixture
 async def timed(database_url: str) -> AsyncIterator[Timed]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter
+        test_server_existing_path=_test_server_binary(), data_converter=CONVERTER
     )
     try:
         await env.client.operator_service.add_search_attributes(
@@ -297,7 +296,7 @@ async def test_a_complaint_holds_completion_past_the_quiet_period(timed: Timed) 
         "POST",
         f"/orders/{order_id}/feedback",
         role=None,
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "crushed-box"},
         json={"category": "delivery", "message": "The box was crushed."},
     )
     assert complaint.json()["holds_completion"] is True

@@ -274,7 +274,8 @@ def test_new_shipping_address_of_an_established_customer() -> None:
     reason = risk.new_shipping_address(
         make_order(shipping=elsewhere), make_history(customer_orders_to_address=0), CONFIG
     )
-    assert reason is not None and "9 Dock Rd" in reason.message
+    assert reason is not None and "shipping address" in reason.message
+    assert "9 Dock Rd" not in reason.message and "20095" not in reason.message
     assert risk.new_shipping_address(make_order(), make_history(), CONFIG) is None
     assert (
         risk.new_shipping_address(make_order(shipping=elsewhere), make_history(**NEW), CONFIG)
@@ -355,7 +356,8 @@ def test_a_burst_of_orders_is_flagged() -> None:
 def test_payment_reused() -> None:
     history = make_history(payment_velocity=Velocity(last_hour=0, last_day=1))
     reason = risk.payment_reused(make_order(txn="pay_dup"), history, CONFIG)
-    assert reason is not None and "pay_dup" in reason.message
+    assert reason is not None and "already used by 1 other" in reason.message
+    assert "pay_dup" not in reason.message
     assert risk.payment_reused(make_order(), make_history(), CONFIG) is None
 
 
@@ -437,7 +439,8 @@ def test_block_listed_postal_code_plain_or_with_country() -> None:
     abroad = Address(name="A", line1="x 1", city="Wien", postal_code="1010", country="AT")
     billing_only = RiskConfig.from_lists(postal_codes=["AT:1010"])
     reason = risk.blocked_postal_code(make_order(billing=abroad), make_history(), billing_only)
-    assert reason is not None and "billing AT 1010" in reason.message
+    assert reason is not None and "billing address (AT)" in reason.message
+    assert "1010" not in reason.message
 
 
 # ---- configuration ----
