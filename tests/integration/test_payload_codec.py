@@ -4,8 +4,14 @@ an operator reads it through the codec endpoint, nobody else does."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
@@ -75,6 +81,44 @@ async def test_history_holds_no_personal_data_and_operators_decode_it(stack: Sta
     assert encoded.status_code == 200
     again = await stack.http("POST", "/codec/decode", role="admin", json=encoded.json())
     assert again.json() == admin.json()
+
+
+async def test_the_temporal_cli_reads_history_through_the_codec_endpoint(stack: Stack) -> None:
+    body = order_json()
+    assert (await stack.http("POST", "/orders", json=body)).status_code == 202
+    await wait_for_status(stack.pool, body["order_id"], "COMPLETED")
+    temporal = str(Path(sys.executable).parent / "temporal")
+    show = [
+        temporal,
+        "workflow",
+        "show",
+        "--address",
+        stack.client.service_client.config.target_host,
+        "-w",
+        f"order-{body['order_id']}",
+        "-o",
+        "json",
+        "--codec-endpoint",
+        f"http://127.0.0.1:{stack.settings.api_port}/codec",
+    ]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*show, *extra], capture_output=True, text=True, timeout=60)
+
+    operator = await asyncio.to_thread(run, "--codec-auth", "Bearer dev-admin")
+    assert operator.returncode == 0, operator.stderr
+    assert body["customer"]["email"].encode() in _started_input(operator.stdout)
+    # Without an operator's token the codec endpoint refuses, and the CLI shows nothing.
+    anonymous = await asyncio.to_thread(run)
+    assert anonymous.returncode != 0
+    assert body["customer"]["email"] not in anonymous.stdout + anonymous.stderr
+
+
+def _started_input(shown: str) -> bytes:
+    """The bytes of the first event's input payloads as `temporal workflow show` printed them."""
+    first = json.loads(shown)["events"][0]
+    payloads = first["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
+    return b"".join(base64.b64decode(p.get("data", "")) for p in payloads)
 
 
 async def test_the_browser_may_call_the_codec_from_the_web_ui_only(stack: Stack) -> None:
