@@ -14,10 +14,10 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.effects import OrderActivities, OrderEvent
-from db.repositories import cancellation, inventory, refunds
+from db.repositories import cancellation, inventory, orders, refunds, unprocessable
 from orderflow.models import CancelResult, OrderStatus
 from orderflow.models.activity_names import ActivityName
-from orderflow.models.steps import CancelInput
+from orderflow.models.steps import CancelInput, UnprocessableInput
 
 
 class CancellationActivities(OrderActivities):
@@ -96,3 +96,59 @@ class CancellationActivities(OrderActivities):
             refunded=receipt.amount,
             released_lines=released,
         )
+
+    @activity.defn(name=ActivityName.REJECT_UNPROCESSABLE)
+    async def reject_unprocessable(self, data: UnprocessableInput) -> None:
+        """End an order a step can never process: REJECTED with the reason, what the steps
+        did undone as a cancel undoes it, and a task in customer service's queue. Written
+        also when the order's own row could not be (step 1 failed): the task is then all
+        there is of it."""
+        order_id = data.order_id
+        workflow_id = activity.info().workflow_id or f"order-{order_id}"
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await orders.order_status(conn, order_id) is not None
+            refunded = False
+            if recorded:
+                await cancellation.lock_order(conn, order_id)
+                claimed = await self._effects.claim_in(
+                    conn,
+                    OrderEvent(
+                        order_id,
+                        "unprocessable.rejected",
+                        data.step,
+                        "order_unprocessable",
+                        status=OrderStatus.REJECTED,
+                        details={"reason": data.reason, "activity": data.activity},
+                    ),
+                )
+                if claimed is None:
+                    return
+                await cancellation.cancel_pick_task(conn, order_id)
+                await inventory.release(conn, order_id)
+                await cancellation.cancel_review_task(conn, order_id)
+                # In a savepoint: the data that broke the step may break the refund too;
+                # the order is rejected all the same, and the task says to refund by hand.
+                try:
+                    async with conn.transaction():
+                        await refunds.refund(
+                            conn, refunds.RefundRequest(order_id=order_id, reason=data.reason)
+                        )
+                        await refunds.tell_customer_closed(
+                            conn, self._settings, order_id, cause="review"
+                        )
+                    refunded = True
+                except Exception as exc:  # any failure: a person refunds by hand
+                    activity.logger.warning(
+                        "order %s rejected as unprocessable, not refunded: %s",
+                        order_id,
+                        type(exc).__name__,
+                    )
+            await unprocessable.record(
+                conn,
+                order_id=order_id,
+                workflow_id=workflow_id,
+                step=data.step,
+                activity=data.activity,
+                reason=data.reason,
+                refunded=refunded,
+            )

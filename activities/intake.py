@@ -31,6 +31,7 @@ class IntakeActivities(OrderActivities):
                 workflow_id=activity.info().workflow_id or f"order-{order.order_id}",
                 placed_at=placed_at,
                 status=OrderStatus.RECEIVED,
+                received_at=data.received_at,
             )
             if not inserted:
                 return

@@ -45,9 +45,10 @@ class InventoryActivities(OrderActivities):
                     ),
                 )
                 return ReservationOutcome(reserved=True)
-            placed_at = await orders.placed_at(conn, order.order_id)
+            # Its place in the queue: when the shop received it, not the storefront's clock.
+            received_at = await orders.received_at(conn, order.order_id)
             await inventory.open_backorder(
-                conn, order.order_id, placed_at, lines, attempt.shortages
+                conn, order.order_id, received_at, lines, attempt.shortages
             )
             claimed = await self._effects.claim_in(
                 conn,

@@ -37,6 +37,7 @@ from orderflow.models.psp import (
     RefundRequest,
     VoidRequest,
 )
+from orderflow.redact import mask_addresses
 from orderflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class PspClient:
                 retry_after = _retry_after(response)
             if attempt < s.psp_client_attempts:
                 backoff = max(s.psp_client_backoff_seconds * 2 ** (attempt - 1), retry_after)
-                log.info("PSP %s %s failed (%s); retrying", method, path, last)
+                log.info("PSP %s %s failed (%s); retrying", method, path, mask_addresses(last))
                 await asyncio.sleep(min(backoff, s.psp_client_backoff_max_seconds))
         raise PspUnavailable(
             last_status,

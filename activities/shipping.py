@@ -65,17 +65,35 @@ class ShippingActivities(OrderActivities):
         if stored is not None and stored["booking_no"] == data.reship_no:
             return ShipmentBooking(**{k: v for k, v in dict(stored).items() if k != "booking_no"})
 
-        carriers = [Carrier(**dict(r)) for r in await catalogue.carriers(self._pool)]
-        try:
-            choice = choose_carrier(
-                carriers,
-                country=order.shipping_address.country,
-                weight_kg=data.weight_kg,
-                service_level=order.service_level,
-                shipped_at=data.requested_at,
+        # The choice is recorded before the carrier is called: a retry of this attempt (the
+        # rates or the carriers changed meanwhile) books with the carrier chosen first, under
+        # the same idempotency key, and never a second parcel with another carrier.
+        chosen = await delivery.carrier_choice(
+            self._pool, order.order_id, data.reship_no, data.requested_at
+        )
+        if chosen is None:
+            carriers = [Carrier(**dict(r)) for r in await catalogue.carriers(self._pool)]
+            try:
+                choice = choose_carrier(
+                    carriers,
+                    country=order.shipping_address.country,
+                    weight_kg=data.weight_kg,
+                    service_level=order.service_level,
+                    shipped_at=data.requested_at,
+                )
+            except NoCarrierAvailable as exc:
+                raise ApplicationError(
+                    str(exc), type="NoCarrierAvailable", non_retryable=True
+                ) from exc
+            chosen = await delivery.choose_carrier_once(
+                self._pool,
+                order.order_id,
+                data.reship_no,
+                data.requested_at,
+                carrier=choice.carrier,
+                reason=choice.reason,
             )
-        except NoCarrierAvailable as exc:
-            raise ApplicationError(str(exc), type="NoCarrierAvailable", non_retryable=True) from exc
+        carrier, reason = chosen
 
         request = CarrierBookingRequest(
             order_id=order.order_id,
@@ -85,28 +103,28 @@ class ShippingActivities(OrderActivities):
                 country=order.shipping_address.country,
                 postal_code=order.shipping_address.postal_code,
             ),
-            webhook_url=f"{self._settings.carrier_webhook_base_url}/carriers/{choice.carrier}/events",
+            webhook_url=f"{self._settings.carrier_webhook_base_url}/carriers/{carrier}/events",
         )
         response = await self._http.post(
-            f"{self._settings.carrier_api_url}/carriers/{choice.carrier}/shipments",
+            f"{self._settings.carrier_api_url}/carriers/{carrier}/shipments",
             json=request.model_dump(mode="json", exclude_none=True),
             headers={"Idempotency-Key": booking_key(order.order_id, data.reship_no)},
             timeout=self._settings.carrier_http_timeout_seconds,
         )
         if 400 <= response.status_code < 500 and response.status_code not in (408, 409, 429):
             raise ApplicationError(
-                f"carrier {choice.carrier} refused the booking: {response.status_code} {response.text}",
+                f"carrier {carrier} refused the booking: {response.status_code} {response.text}",
                 type="CarrierRefused",
                 non_retryable=True,
             )
         response.raise_for_status()
         booked = CarrierBookingResponse.model_validate(response.json())
         booking = ShipmentBooking(
-            carrier=choice.carrier,
+            carrier=carrier,
             tracking_number=booked.tracking_number,
             delivery_note=booked.delivery_note,
             expected_delivery=booked.expected_delivery,
-            choice_reason=choice.reason,
+            choice_reason=reason,
             cost=booked.cost,
         )
 

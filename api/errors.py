@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +28,23 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _invalid_message(request: Request, exc: ValidationError) -> JSONResponse:
         return _unprocessable([dict(e) for e in exc.errors()])
+
+    # A value that passed its type but not PostgreSQL's (a path id beyond bigint, a number
+    # out of a column's range) is the caller's mistake too: 422, never a 500.
+    @app.exception_handler(asyncpg.DataError)
+    async def _out_of_range(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        message = str(exc).partition(": ")[2] or "a value is out of range"
+        # asyncpg names the query argument; the caller knows no queries.
+        return JSONResponse(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            content={"detail": f"invalid request: {_argument_free(message)}"},
+        )
+
+
+def _argument_free(message: str) -> str:
+    """'1000... (value out of int64 range)' -> 'value out of int64 range'."""
+    start, end = message.rfind("("), message.rfind(")")
+    return message[start + 1 : end] if 0 <= start < end else message
 
 
 def _unprocessable(errors: list[Any]) -> JSONResponse:
@@ -58,20 +76,36 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
+        started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Counts what arrives, so a body without Content-Length (chunked) is bounded too.
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if not started and not refused:
+                        # Answered here: whatever the app makes of the error below (FastAPI
+                        # turns a failed body read into a 400) is not sent.
+                        refused = True
+                        await self._refuse(send)
                     raise _TooLarge()
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            await self._refuse(send)
+            if not refused and not started:
+                await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         response = JSONResponse(

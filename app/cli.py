@@ -242,10 +242,31 @@ def warehouse_packed(
 
 
 @app.command()
-def receive(sku: str, quantity: int) -> None:
+def receive(
+    sku: str,
+    quantity: int,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Idempotency key of this receipt (e.g. the delivery note's number); the "
+            "same key again counts the goods once. Default: a new one, printed to repeat it.",
+        ),
+    ] = None,
+) -> None:
     """Record goods received for SKU: stock up, waiting orders served oldest first."""
+    if key is None:
+        key = f"receipt-{uuid.uuid4().hex}"
+        # On stderr, so the JSON on stdout stays readable by scripts.
+        typer.echo(f"Idempotency-Key: {key} (repeat with --key {key})", err=True)
     print_json(
-        _call("POST", "/purchasing/receipts", "purchasing", {"sku": sku, "quantity": quantity})
+        call_api(
+            "POST",
+            "/purchasing/receipts",
+            role="purchasing",
+            body={"sku": sku, "quantity": quantity},
+            headers={"Idempotency-Key": key},
+        )
     )
 
 

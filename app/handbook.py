@@ -31,6 +31,8 @@ _QUEUE_SOURCES = {
     "follow_up": "open delivery follow-ups, due `followup_interval` after they opened",
     "feedback_ticket": "open feedback tickets routed to the department, due `feedback_sla`",
     "failed_mail": "e-mails given up on after `outbox_max_attempts`, due `failed_mail_sla`",
+    "unprocessable_order": "orders rejected because a step could never process them, due "
+    "`unprocessable_order_sla`",
 }
 
 

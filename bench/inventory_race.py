@@ -252,7 +252,7 @@ async def run_race(
             # The missing goods arrive: the waiting orders, served oldest first.
             waiting = await pool.fetch(
                 """SELECT order_id FROM backorders WHERE sku = $1 AND status = 'waiting'
-                   ORDER BY placed_at, order_id""",
+                   ORDER BY received_at, order_id""",
                 sku,
             )
             receipt_started = time.perf_counter()
@@ -262,7 +262,10 @@ async def run_race(
                 response = await api.post(
                     "/purchasing/receipts",
                     json={"sku": sku, "quantity": max(backordered, 1)},
-                    headers={"Authorization": f"Bearer {settings.token_for('purchasing')}"},
+                    headers={
+                        "Authorization": f"Bearer {settings.token_for('purchasing')}",
+                        "Idempotency-Key": f"race-{sku}",
+                    },
                 )
                 response.raise_for_status()
             served = response.json()["served_orders"]

@@ -45,7 +45,12 @@ DEPARTMENTS: tuple[Department, ...] = (
     Department("logistics", "Logistics", "logistics", ("follow_up", "feedback_ticket")),
     Department("quality", "Quality", None, ("feedback_ticket",)),
     Department("finance", "Finance", None, ("feedback_ticket",)),
-    Department("customer_service", "Customer service", None, ("feedback_ticket", "failed_mail")),
+    Department(
+        "customer_service",
+        "Customer service",
+        None,
+        ("feedback_ticket", "failed_mail", "unprocessable_order"),
+    ),
 )
 
 # Departments named in the responsibility table besides those with a queue.
@@ -474,8 +479,10 @@ CANCELLATION = ProcessStep(
         "reservations released, purchase request share withdrawn",
         "refund and e-mail",
         "event `order_cancelled`",
+        "an order no step can process (its data can never be stored): REJECTED with the "
+        "reason, undone and refunded the same way, and a task in customer service's queue",
     ),
-    activities=(ActivityName.CANCEL_ORDER,),
+    activities=(ActivityName.CANCEL_ORDER, ActivityName.REJECT_UNPROCESSABLE),
     human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel", "request_cancel")),),
     escalation="refused with a clear message once shipping has started",
 )

@@ -36,3 +36,12 @@ def redact_url(url: str) -> str:
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return _USERINFO.sub(rf"\g<head>:{MASK}@", url)
+
+
+_ADDRESS = re.compile(r"[\w.+%'-]+@([\w-]+(?:\.[\w-]+)*)", re.UNICODE)
+
+
+def mask_addresses(text: str) -> str:
+    """E-mail addresses in `text` with their local part hidden (`***@example.com`), for
+    log lines and failure messages: logs never show a customer's address."""
+    return _ADDRESS.sub(lambda m: f"***@{m.group(1)}", text)

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # a client trying to jump a queue), rather than recorded.
     placed_at_max_age: timedelta = timedelta(days=30)
     placed_at_max_ahead: timedelta = timedelta(minutes=5)
+    # An order a step could never process (rejected, in customer service's queue) is due
+    # this long after it was rejected.
+    unprocessable_order_sla: timedelta = timedelta(hours=4)
     # Keys that encrypt workflow payloads (orders, feedback, risk reasons) in Temporal's
     # history: key id -> base64 of 32 bytes (AES-256-GCM). New payloads use `payload_key_id`;
     # any listed key decrypts, so a key rotates by adding the new one, switching the id, and

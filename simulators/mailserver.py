@@ -353,6 +353,9 @@ def create_app(
     through `POST /control`).
     """
     settings = settings or get_settings()
+    # aiosmtpd logs every recipient at INFO: logs never show customers' addresses, however
+    # the server is started (its own process, the embedded stack, a test).
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     store = MailStore(store_path or settings.state_dir / "mailbox" / "mailbox.sqlite3")
     mailserver = MailServer(store)
     host = smtp_host or settings.mail_simulator_host

@@ -159,7 +159,7 @@ class OutboxDispatcher:
             log.warning(
                 "could not hand back %d claimed mails (they are sent after their lease): %s",
                 len(claims),
-                exc,
+                mask_addresses(str(exc)),
             )
             return
         if released:

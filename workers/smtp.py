@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,10 @@ from types import TracebackType
 import aiosmtplib
 
 from notices.headers import message_id
+from orderflow.redact import mask_addresses
 from orderflow.settings import Settings
+
+__all__ = ["mask_addresses"]  # kept here too: the outbox and its tests import it from here
 
 ORDER_HEADER = "X-Orderflow-Order"
 NOTIFICATION_HEADER = "X-Orderflow-Notification"
@@ -84,15 +86,6 @@ def build_message(
     message.set_content(mail.body)
     message.add_alternative(mail.body_html or html_from_text(mail.body), subtype="html")
     return message
-
-
-_ADDRESS = re.compile(r"[\w.+%'-]+@([\w-]+(?:\.[\w-]+)*)", re.UNICODE)
-
-
-def mask_addresses(text: str) -> str:
-    """E-mail addresses in `text` with their local part hidden (`***@example.com`), for
-    log lines: logs never show a customer's address."""
-    return _ADDRESS.sub(lambda m: f"***@{m.group(1)}", text)
 
 
 def describe_error(exc: BaseException) -> DeliveryError:

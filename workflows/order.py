@@ -26,12 +26,16 @@ Decisions of steps 6 to 8 and the cancellation:
 - While the parcel is under way, a run whose history grows past the policy's
   `continue_as_new_history_length` (or that the server finds large) continues as new with
   its state (`CarriedState`).
+- A local activity that fails for good on the order's data (activities/failures.py: a value
+  that can never be stored, a model that does not validate) ends the order REJECTED with
+  "cannot be processed: ..." as the reason, undone and refunded like a cancel, and puts it in
+  customer service's queue, instead of retrying it forever.
 Every change to the commands a running order issues is behind `workflow.patched`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -63,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TrackingUpdate,
     )
-    from orderflow.models.activity_names import ActivityName
+    from orderflow.models.activity_names import UNPROCESSABLE, ActivityName
     from orderflow.models.messages import (
         CarriedState,
         FeedbackReceipt,
@@ -94,6 +98,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewOutcomeInput,
         ShipmentHoldInput,
         TrackingInput,
+        UnprocessableInput,
         WarehouseReportInput,
     )
     from policies.feedback_routing import holds_completion
@@ -127,6 +132,7 @@ PATCH_AFTERCARE = "receipt-complaints-review-window"
 PATCH_CONTINUE_AS_NEW = "continue-as-new-after-shipment"
 PATCH_OFFER_ON_TIME = "backorder-cancellation-offer-on-time"
 PATCH_CARRY_BOOKING_HOLDS = "continue-as-new-carries-booking-holds"
+PATCH_UNPROCESSABLE = "unprocessable-order-rejected"
 
 
 class OrderCancelled(Exception):
@@ -141,29 +147,65 @@ class OrderWorkflow:
         self._policy = data.policy
         self._received_at = data.received_at
         self._state = OrderState.resume(data.carried) if data.carried else OrderState()
+        self._last_local: str | None = None
 
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, data: OrderWorkflowInput) -> OrderView:
         if data.carried is not None:
             # A continued run: the parcel is with the carrier; carry on from there.
-            await self._after_shipment()
+            await self._unless_unprocessable(self._after_shipment())
         else:
-            await self._local(ActivityName.RECORD_ORDER, data)
-            self._set_status(OrderStatus.RECEIVED)
-            try:
-                await self._classify()
-                if await self._review():
-                    await self._reserve_stock()
-                    await self._pick_and_pack()
-                    await self._ship()
-                    await self._after_shipment()
-            except OrderCancelled:
-                await self._undo()
+            await self._unless_unprocessable(self._steps(data))
         # From here on no new feedback or review is taken; those in flight finish first.
         self._state.aftercare.closing = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
+
+    async def _steps(self, data: OrderWorkflowInput) -> None:
+        await self._local(ActivityName.RECORD_ORDER, data)
+        self._set_status(OrderStatus.RECEIVED)
+        try:
+            await self._classify()
+            if await self._review():
+                await self._reserve_stock()
+                await self._pick_and_pack()
+                await self._ship()
+                await self._after_shipment()
+        except OrderCancelled:
+            await self._undo()
+
+    async def _unless_unprocessable(self, steps: Awaitable[None]) -> None:
+        """Run `steps`; an activity that failed for good on the order's data (it would never
+        pass, however often retried) rejects the order with the reason (patched)."""
+        try:
+            await steps
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's failure arrives as its ApplicationError itself, a regular
+            # one's wrapped in an ActivityError.
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if not (
+                isinstance(cause, ApplicationError)
+                and cause.type == UNPROCESSABLE
+                and workflow.patched(PATCH_UNPROCESSABLE)
+            ):
+                raise
+            activity = err.activity_type if isinstance(err, ActivityError) else None
+            await self._reject_unprocessable(activity or self._last_local or "", cause.message)
+
+    async def _reject_unprocessable(self, activity: str, message: str) -> None:
+        reason = f"cannot be processed: {message}"
+        self._set_awaiting(None)
+        await self._local(
+            ActivityName.REJECT_UNPROCESSABLE,
+            UnprocessableInput(
+                order_id=self._order.order_id,
+                step=self._state.progress.current_step(),
+                activity=activity,
+                reason=reason,
+            ),
+        )
+        self._set_status(OrderStatus.REJECTED, reason=reason)
 
     # ---------------------------------------------------------------- steps
     async def _classify(self) -> None:
@@ -868,6 +910,8 @@ class OrderWorkflow:
 
     # ---------------------------------------------------------------- helpers
     async def _local(self, name: ActivityName, arg: Any, *, result_type: type | None = None) -> Any:
+        # Named when the order is rejected because this activity failed for good.
+        self._last_local = name.value
         return await workflow.execute_local_activity(
             name,
             arg,

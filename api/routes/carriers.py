@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Annotated
 
@@ -22,6 +23,9 @@ from orderflow.signing import (
 
 router = APIRouter(tags=["carriers"])
 
+# Checked against when a carrier has no secret, so that case costs the same HMAC as others.
+_NO_SECRET = secrets.token_hex(32)
+
 
 class TrackingEventOutcome(BaseModel):
     event_id: str
@@ -38,14 +42,17 @@ async def carrier_event(
 ) -> TrackingEventOutcome:
     body = await request.body()
     pool = pool_of(request)
-    if not await delivery.carrier_known(pool, carrier):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown carrier {carrier}")
+    # The signature first, and one answer for every way it fails: a caller without a
+    # carrier's secret learns nothing, not even which carriers exist or are configured.
     try:
         secret = carrier_secret(settings_of(request), carrier)
-    except CarrierSecretMissing as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"unknown carrier {carrier}") from exc
-    if not verify_signature(secret, body, timestamp, signature, now=int(time.time())):
+    except CarrierSecretMissing:
+        secret = None
+    valid = verify_signature(secret or _NO_SECRET, body, timestamp, signature, now=int(time.time()))
+    if secret is None or not valid:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid carrier signature")
+    if not await delivery.carrier_known(pool, carrier):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown carrier {carrier}")
     try:
         update = TrackingUpdate.model_validate_json(body)
     except ValidationError as exc:

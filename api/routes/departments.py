@@ -78,6 +78,9 @@ def _sources(
         "follow_up": lambda c: queues.follow_ups(c, policy.followup_interval),
         "feedback_ticket": lambda c: queues.feedback_tickets(c, dep.code, settings.feedback_sla),
         "failed_mail": lambda c: queues.failed_mails(c, settings.failed_mail_sla),
+        "unprocessable_order": lambda c: queues.unprocessable_orders(
+            c, settings.unprocessable_order_sla
+        ),
     }
     return [(kind, readers[kind]) for kind in dep.queues]
 

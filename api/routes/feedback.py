@@ -3,7 +3,6 @@ review, and the departments' resolution of a ticket."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -19,6 +18,7 @@ from api.deps import (
     settings_of,
     workflow_errors_as_http,
 )
+from api.idempotency import first_answer, remember, required_key
 from api.limits import rate_limited
 from api.pagination import Page, page_params, paged
 from db.repositories import cancellation, events, feedback, notifications
@@ -38,7 +38,8 @@ router = APIRouter(tags=["feedback"])
 class FeedbackBody(BaseModel):
     category: Literal["delivery", "product", "payment", "other"]
     message: str = Field(min_length=1, max_length=2000)
-    # The same key again returns the same ticket (also accepted as `Idempotency-Key`).
+    # The request's idempotency key, when not sent as the `Idempotency-Key` header (one of
+    # the two is required); the same key again returns the same ticket.
     request_key: str | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -85,8 +86,17 @@ async def submit_feedback(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> FeedbackReceipt:
     await order_status_or_404(request, order_id)
-    key = body.request_key or idempotency_key or uuid.uuid4().hex
+    key = required_key(idempotency_key, alternative=body.request_key)
+    # Before the key is bound, so a refused ticket may be sent again, changed, with it.
     await _refuse_beyond_ticket_cap(request, order_id, f"{order_id}:{key}")
+    # Keys are the order's own: one customer's key never finds another order's ticket.
+    scope = f"feedback.{order_id}"
+    first = await first_answer(
+        pool_of(request), scope, key, body.model_dump(mode="json", exclude={"request_key"})
+    )
+    if first is not None:
+        response.status_code = status.HTTP_200_OK
+        return FeedbackReceipt.model_validate({**first.response, "created": False})
     with workflow_errors_as_http(order_id):
         receipt = await order_client_of(request).submit_feedback(
             order_id,
@@ -100,6 +110,14 @@ async def submit_feedback(
         )
     if not receipt.created:
         response.status_code = status.HTTP_200_OK
+    else:
+        await remember(
+            pool_of(request),
+            scope,
+            key,
+            status_code=status.HTTP_201_CREATED,
+            response=receipt.model_dump(mode="json"),
+        )
     return receipt
 
 

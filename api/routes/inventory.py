@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Principal, require
 from api.deps import order_client_of, pool_of
+from api.idempotency import first_answer, remember, required_key
 from api.pagination import Page, page_params, paged
 from db.repositories import inventory
 from orderflow.models import StockReceived
@@ -20,6 +20,8 @@ router = APIRouter(tags=["inventory"])
 
 # Signals to served orders in flight at once.
 _SIGNAL_LANES = 32
+# Scope of receipts' idempotency keys.
+_RECEIPTS = "purchasing.receipts"
 
 
 class StockLevel(BaseModel):
@@ -138,20 +140,28 @@ async def purchase_requests(
 async def receive_goods(
     body: ReceiptBody,
     request: Request,
+    response: Response,
     who: Annotated[Principal, Depends(require("purchasing"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> ReceiptResponse:
     pool = pool_of(request)
+    key = required_key(idempotency_key)
+    # Before the key is bound: a receipt refused here may be sent again, corrected, with it.
+    if not await pool.fetchval("SELECT 1 FROM inventory WHERE sku = $1", body.sku):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown SKU {body.sku}")
+    first = await first_answer(pool, _RECEIPTS, key, body.model_dump(mode="json"))
+    if first is not None:
+        # The first answer again (its orders served, on hand then), marked as a repeat.
+        response.status_code = first.status_code
+        return ReceiptResponse.model_validate({**first.response, "duplicate": True})
     # No surrounding transaction: the receipt is one, then each order served gets its own,
     # so serving a queue never holds one SKU's lock while waiting for another's.
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT 1 FROM inventory WHERE sku = $1", body.sku):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown SKU {body.sku}")
         receipt = await inventory.receive_stock(
             conn,
             sku=body.sku,
             quantity=body.quantity,
-            receipt_key=idempotency_key or str(uuid.uuid4()),
+            receipt_key=key,
             received_by=who.actor,
         )
     storefront = order_client_of(request)
@@ -166,7 +176,7 @@ async def receive_goods(
             )
 
     await asyncio.gather(*(wake(order_id) for order_id in receipt.served_orders))
-    return ReceiptResponse(
+    answer = ReceiptResponse(
         receipt_id=receipt.receipt_id,
         sku=receipt.sku,
         quantity=receipt.quantity,
@@ -174,3 +184,9 @@ async def receive_goods(
         served_orders=receipt.served_orders,
         duplicate=receipt.already,
     )
+    if not receipt.already:
+        # Stored after the orders were woken: a repeat finds the answer only once it is true.
+        await remember(
+            pool, _RECEIPTS, key, status_code=201, response=answer.model_dump(mode="json")
+        )
+    return answer

@@ -19,7 +19,7 @@ from api.deps import (
     workflow_errors_as_http,
 )
 from api.limits import rate_limited
-from db.repositories import cancellation, catalogue, events, orders
+from db.repositories import cancellation, catalogue, events, orders, unprocessable
 from orderflow.access import customer_token
 from orderflow.models import Address, CancelRequest, CancelResult, Order, OrderStatus, Step
 
@@ -66,7 +66,7 @@ class OrderStatusResponse(BaseModel):
     tracking_number: str | None
     expected_delivery: str | None
     timeline: list[TimelineItem]
-    # Issue 9, for the customer's page (and anyone else): the order as placed, and which of
+    # For the customer's page (and anyone else): the order as placed, and which of
     # the customer's requests it takes now. Defaults while the order is not yet recorded.
     items: list[OrderLine] = Field(default_factory=list)
     shipping_address: Address | None = None
@@ -78,8 +78,38 @@ class CancelBody(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
+def placed_at_problem(
+    placed_at: datetime | None, *, now: datetime, max_age: timedelta, max_ahead: timedelta
+) -> str | None:
+    """Why the storefront's `placed_at` cannot be accepted at `now`, or None.
+
+    Checked here, at placement, and not in the `Order` model: the model is validated again
+    inside the workflow, where it must not depend on the clock."""
+    if placed_at is None:
+        return None
+    try:
+        offset = placed_at - now
+    except OverflowError:
+        # e.g. 0001-01-01T00:00:00+01:00: a time before year 1 in UTC, which no database
+        # or clock can represent.
+        return "placed_at is out of range"
+    if offset < -max_age:
+        return f"placed_at {placed_at.isoformat()} is more than {max_age} in the past"
+    if offset > max_ahead:
+        return f"placed_at {placed_at.isoformat()} is more than {max_ahead} in the future"
+    return None
+
+
 async def _check_against_catalogue(request: Request, order: Order) -> None:
     settings = settings_of(request)
+    problem = placed_at_problem(
+        order.placed_at,
+        now=datetime.now(UTC),
+        max_age=settings.placed_at_max_age,
+        max_ahead=settings.placed_at_max_ahead,
+    )
+    if problem:
+        raise HTTPException(422, problem)
     if order.currency not in settings.shop_currencies:
         raise HTTPException(
             422,
@@ -182,9 +212,11 @@ async def _order_status(order_id: str, request: Request) -> OrderStatusResponse:
         if placed is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
         order = placed.order
+        # Or it never will be: step 1 could not record it, and the order was rejected.
+        rejected = await unprocessable.of_order(pool, order_id)
         return OrderStatusResponse(
             order_id=order_id,
-            status=OrderStatus.RECEIVED,
+            status=OrderStatus.REJECTED if rejected else OrderStatus.RECEIVED,
             order_type=None,
             department=None,
             risk_score=None,
@@ -196,7 +228,19 @@ async def _order_status(order_id: str, request: Request) -> OrderStatusResponse:
             carrier=None,
             tracking_number=None,
             expected_delivery=None,
-            timeline=[],
+            timeline=[]
+            if rejected is None
+            else [
+                TimelineItem(
+                    step=rejected["step"],
+                    step_name=Step(rejected["step"]).label,
+                    status=OrderStatus.REJECTED,
+                    kind="order_unprocessable",
+                    actor="system",
+                    at=rejected["recorded_at"].isoformat(),
+                    details={"reason": rejected["reason"]},
+                )
+            ],
         )
     history = await events.timeline(pool, order_id)
     facts = await orders.customer_facts(pool, order_id)

@@ -33,6 +33,8 @@ class PendingReview(BaseModel):
 class DecisionBody(BaseModel):
     decision: Literal["approve", "reject"]
     note: str | None = Field(default=None, max_length=2000)
+    # Optional: the reviewer's name as a signature, added to the note. The decision's actor
+    # is always the authenticated principal.
     reviewer: str | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -79,9 +81,13 @@ async def decide_review(
     request: Request,
     who: Annotated[Principal, Depends(require("reviewer"))],
 ) -> DecisionResponse:
-    decision = ReviewDecision(
-        decision=body.decision, reviewer=body.reviewer or who.actor, note=body.note
-    )
+    # The decision is on record under whoever's token made it. A name in the body is the
+    # reviewer's own words, kept with the note, never the actor.
+    decision = ReviewDecision(decision=body.decision, reviewer=who.actor, note=body.note)
+    if body.reviewer:
+        signed = f"(signed: {body.reviewer})"
+        note = f"{body.note}\n{signed}" if body.note and body.note.strip() else signed
+        decision = ReviewDecision(decision=body.decision, reviewer=who.actor, note=note)
     await order_status_or_404(request, order_id)
     with workflow_errors_as_http(order_id):
         view = await order_client_of(request).decide_review(order_id, decision)

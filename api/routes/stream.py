@@ -43,6 +43,7 @@ from api.deps import order_status_or_404, pool_of, settings_of
 from api.limits import StreamSlot, StreamWithSlot, limits_of
 from db.repositories import queues
 from orderflow.models import Step
+from orderflow.redact import mask_addresses
 
 log = logging.getLogger("orderflow.api.stream")
 
@@ -194,7 +195,7 @@ class EventHub:
         try:
             event = json.loads(payload)
         except ValueError:
-            log.warning("unreadable notification on %s: %.200s", CHANNEL, payload)
+            log.warning("unreadable notification on %s: %.200s", CHANNEL, mask_addresses(payload))
             return
         for sub in list(self._subscribers):
             if not sub.wants(event):
@@ -265,15 +266,22 @@ def _frame(event: dict[str, Any], *, customer: bool = False) -> str:
     return f"id: {event['id']}\nevent: order_event\ndata: {json.dumps(event)}\n\n"
 
 
+# Event ids are PostgreSQL bigints: a larger "id" could never be compared in SQL.
+_MAX_EVENT_ID = 2**63 - 1
+
+
 def _last_id(header: str | None) -> int:
+    """The event id a stream resumes after; 422 before the stream starts for anything but
+    an event id (ASCII digits, within bigint)."""
     if header is None:
         return 0
-    try:
-        return max(int(header.strip()), 0)
-    except ValueError as exc:
+    value = header.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) > _MAX_EVENT_ID:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "Last-Event-ID must be an event id"
-        ) from exc
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"Last-Event-ID must be an event id (a whole number from 0 to {_MAX_EVENT_ID})",
+        )
+    return int(value)
 
 
 async def _stream(

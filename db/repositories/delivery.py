@@ -37,6 +37,52 @@ async def order_for_lost_parcel(
     return order_id
 
 
+async def carrier_choice(
+    conn: asyncpg.Connection | asyncpg.Pool, order_id: str, booking_no: int, requested_at: datetime
+) -> tuple[str, str] | None:
+    """The (carrier, reason) recorded for a booking attempt, if any."""
+    row = await conn.fetchrow(
+        """SELECT carrier, reason FROM carrier_choices
+           WHERE order_id = $1 AND booking_no = $2 AND requested_at = $3""",
+        order_id,
+        booking_no,
+        requested_at,
+    )
+    return (row["carrier"], row["reason"]) if row else None
+
+
+async def choose_carrier_once(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    order_id: str,
+    booking_no: int,
+    requested_at: datetime,
+    *,
+    carrier: str,
+    reason: str,
+) -> tuple[str, str]:
+    """The (carrier, reason) of a booking attempt: the one given when it is the first
+    recorded for the attempt, else the one recorded before (which is kept)."""
+    row = await conn.fetchrow(
+        """WITH chosen AS (
+               INSERT INTO carrier_choices (order_id, booking_no, requested_at, carrier, reason)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (order_id, booking_no, requested_at) DO NOTHING
+               RETURNING carrier, reason)
+           SELECT carrier, reason FROM chosen
+           UNION ALL
+           SELECT carrier, reason FROM carrier_choices
+           WHERE order_id = $1 AND booking_no = $2 AND requested_at = $3
+           LIMIT 1""",
+        order_id,
+        booking_no,
+        requested_at,
+        carrier,
+        reason,
+    )
+    assert row is not None
+    return row["carrier"], row["reason"]
+
+
 async def shipment_of(
     conn: asyncpg.Connection | asyncpg.Pool, order_id: str
 ) -> asyncpg.Record | None:

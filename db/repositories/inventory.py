@@ -5,7 +5,9 @@ the SKUs' inventory rows sorted by SKU. So two transactions never deadlock, a ca
 reservation of the same order never interleave, and the table's CHECKs make a negative or
 oversold count fail even for a buggy caller.
 
-Waiting orders form one first-come queue per SKU, ordered by (placed_at, order_id). A new
+Waiting orders form one first-come queue per SKU, ordered by (received_at, order_id): the
+time the shop accepted each order, never the storefront's `placed_at`, which a client could
+set to jump the queue. A new
 order counts the whole queue's demand as taken; a waiting order counts only the demand queued
 ahead of it. So stock freed or received goes to the queue in order, nobody is overtaken, and
 each SKU's one open purchase request covers exactly what the queue is short.
@@ -53,7 +55,7 @@ class StockRow:
 
 async def _lock_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "SELECT status, placed_at FROM orders WHERE order_id = $1 FOR UPDATE", order_id
+        "SELECT status, received_at FROM orders WHERE order_id = $1 FOR UPDATE", order_id
     )
     if row is None:
         raise LookupError(f"unknown order {order_id}")
@@ -65,15 +67,15 @@ async def _lock_skus(
     skus: Sequence[str],
     *,
     order_id: str | None = None,
-    placed_at: datetime | None = None,
+    received_at: datetime | None = None,
 ) -> dict[str, StockRow]:
     """Lock the SKUs' stock rows in SKU order (creating empty ones for products without any).
 
-    `waiting_ahead` is the queued demand of other orders placed before (`placed_at`,
+    `waiting_ahead` is the queued demand of other orders received before (`received_at`,
     `order_id`); without them it is the whole queue.
     """
     wanted = sorted(set(skus))
-    found = await _select_for_update(conn, wanted, order_id, placed_at)
+    found = await _select_for_update(conn, wanted, order_id, received_at)
     if len(found) < len(wanted):
         await conn.execute(
             """INSERT INTO inventory (sku, on_hand)
@@ -82,7 +84,7 @@ async def _lock_skus(
             sorted(set(wanted) - set(found)),
         )
         # Only for products never stocked before; the rows already locked stay locked.
-        found = await _select_for_update(conn, wanted, order_id, placed_at)
+        found = await _select_for_update(conn, wanted, order_id, received_at)
     missing = set(wanted) - set(found)
     if missing:
         raise LookupError(f"unknown SKU(s): {', '.join(sorted(missing))}")
@@ -93,7 +95,7 @@ async def _select_for_update(
     conn: asyncpg.Connection,
     skus: list[str],
     order_id: str | None,
-    placed_at: datetime | None,
+    received_at: datetime | None,
 ) -> dict[str, StockRow]:
     rows = await conn.fetch(
         """SELECT i.sku, i.on_hand, i.reserved, i.reorder_point, i.order_up_to,
@@ -103,12 +105,12 @@ async def _select_for_update(
                             WHERE b.sku = i.sku AND b.status = 'waiting'
                               AND b.order_id IS DISTINCT FROM $2
                               AND ($3::timestamptz IS NULL
-                                   OR (b.placed_at, b.order_id) < ($3::timestamptz, $2::text))),
+                                   OR (b.received_at, b.order_id) < ($3::timestamptz, $2::text))),
                            0)::int AS waiting_ahead
            FROM inventory i WHERE i.sku = ANY($1::text[]) ORDER BY i.sku FOR UPDATE OF i""",
         skus,
         order_id,
-        placed_at,
+        received_at,
     )
     return {r["sku"]: StockRow(**dict(r)) for r in rows}
 
@@ -147,7 +149,7 @@ async def try_reserve(conn: asyncpg.Connection, order_id: str, lines: Lines) -> 
         conn,
         [sku for sku, _ in lines],
         order_id=order_id,
-        placed_at=order["placed_at"] if queued else None,
+        received_at=order["received_at"] if queued else None,
     )
     shortages: dict[str, int] = {}
     for sku, qty in lines:
@@ -182,7 +184,7 @@ async def try_reserve(conn: asyncpg.Connection, order_id: str, lines: Lines) -> 
 async def open_backorder(
     conn: asyncpg.Connection,
     order_id: str,
-    placed_at: datetime,
+    received_at: datetime,
     lines: Lines,
     shortages: dict[str, int],
 ) -> None:
@@ -190,9 +192,10 @@ async def open_backorder(
     cover the queue's shortfall. Call in the transaction of the failed `try_reserve` (its
     locks held). Idempotent: a second call adds only what became short since."""
     await conn.executemany(
-        """INSERT INTO backorders (order_id, sku, quantity, shortfall, placed_at)
-           VALUES ($1, $2, $3, 0, $4) ON CONFLICT (order_id, sku) DO NOTHING""",
-        [(order_id, sku, qty, placed_at) for sku, qty in sorted(lines)],
+        """INSERT INTO backorders (order_id, sku, quantity, shortfall, placed_at, received_at)
+           SELECT $1, $2, $3, 0, o.placed_at, $4 FROM orders o WHERE o.order_id = $1
+           ON CONFLICT (order_id, sku) DO NOTHING""",
+        [(order_id, sku, qty, received_at) for sku, qty in sorted(lines)],
     )
     for sku in sorted(shortages):
         added, request_id = await cover_shortage(conn, sku)
@@ -455,8 +458,8 @@ async def serve_waiting(conn: asyncpg.Connection, sku: str) -> list[str]:
     ends the round, since everybody behind it is shorter still.
     """
     waiting = await conn.fetch(
-        """SELECT order_id, placed_at FROM backorders WHERE sku = $1 AND status = 'waiting'
-           ORDER BY placed_at, order_id""",
+        """SELECT order_id, received_at FROM backorders WHERE sku = $1 AND status = 'waiting'
+           ORDER BY received_at, order_id""",
         sku,
     )
     served: list[str] = []
@@ -476,7 +479,9 @@ async def serve_waiting(conn: asyncpg.Connection, sku: str) -> list[str]:
                 continue
             if attempt.closed:
                 continue
-            await open_backorder(conn, row["order_id"], row["placed_at"], lines, attempt.shortages)
+            await open_backorder(
+                conn, row["order_id"], row["received_at"], lines, attempt.shortages
+            )
             if sku in attempt.shortages:
                 break
     return served

@@ -10,16 +10,26 @@ from orderflow.models import Order
 
 
 async def insert_order(
-    conn: asyncpg.Connection, order: Order, *, workflow_id: str, placed_at: datetime, status: str
+    conn: asyncpg.Connection,
+    order: Order,
+    *,
+    workflow_id: str,
+    placed_at: datetime,
+    status: str,
+    received_at: datetime | None = None,
 ) -> bool:
-    """Persist an order with its lines and payment; False when it exists already."""
+    """Persist an order with its lines and payment; False when it exists already.
+
+    `received_at` is when the shop accepted the order (default: `placed_at`); queues and the
+    time in a status count from it, never from the storefront's `placed_at`.
+    """
     inserted = await conn.fetchval(
         """INSERT INTO orders (order_id, workflow_id, channel, customer_id, customer_email,
                customer_name, currency, total, total_quantity, shipping_country, billing_country,
                shipping_postal, promo_code, service_level, payment_txn, placed_at, status,
-               status_changed_at, payload, customer_locale)
+               status_changed_at, payload, customer_locale, received_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   $16, $18, $19)
+                   $20, $18, $19, $20)
            ON CONFLICT (order_id) DO NOTHING
            RETURNING order_id""",
         order.order_id,
@@ -43,6 +53,7 @@ async def insert_order(
         # As sent (None: the shop's default); mails fall back to English for one without
         # templates, but the page may know more languages, so nothing is resolved here.
         order.customer.locale,
+        received_at or placed_at,
     )
     if inserted is None:
         return False
@@ -122,6 +133,16 @@ async def placed_at(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> d
     if placed is None:
         raise LookupError(f"order {order_id} is not recorded")
     return placed
+
+
+async def received_at(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> datetime:
+    """When the shop accepted the order: the place it takes in first-come queues."""
+    received: datetime | None = await conn.fetchval(
+        "SELECT received_at FROM orders WHERE order_id = $1", order_id
+    )
+    if received is None:
+        raise LookupError(f"order {order_id} is not recorded")
+    return received
 
 
 async def lines_of(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> list[tuple[str, int]]:

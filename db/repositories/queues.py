@@ -112,6 +112,24 @@ async def failed_mails(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
     )
 
 
+async def unprocessable_orders(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Orders rejected because a step could never process them: someone finds out what was
+    wrong, refunds by hand when the automatic refund was not possible, and tells the
+    customer (db/repositories/unprocessable.py)."""
+    return await conn.fetch(
+        """SELECT u.order_id AS ref, u.order_id, 'open' AS status,
+                  u.recorded_at AS waiting_since, u.recorded_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('step', u.step, 'activity', u.activity,
+                                     'reason', u.reason, 'refunded', u.refunded)
+                      AS details
+           FROM unprocessable_orders u
+           WHERE u.resolved_at IS NULL
+           ORDER BY u.recorded_at, u.order_id""",
+        sla,
+    )
+
+
 async def current_statuses(conn: Conn, order_ids: list[str]) -> list[asyncpg.Record]:
     """Each order's latest status event (when it entered its current status), with the
     shipment's expected delivery where there is one."""

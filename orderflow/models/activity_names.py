@@ -25,6 +25,7 @@ class ActivityName(StrEnum):
     OPEN_LOST_PARCEL_CASE = "open_lost_parcel_case"
     TAKE_REPLACEMENT_STOCK = "take_replacement_stock"
     REFUND_LOST_PARCEL = "refund_lost_parcel"
+    REJECT_UNPROCESSABLE = "reject_unprocessable"
     RECORD_FEEDBACK = "record_feedback"
     RECORD_PRODUCT_REVIEW = "record_product_review"
     # The replenishment run (workflows/replenishment.py)
@@ -33,3 +34,8 @@ class ActivityName(StrEnum):
     APPLY_REPLENISHMENT = "apply_replenishment"
     # The weekly KPI snapshot (workflows/kpi_snapshot.py)
     STORE_KPI_SNAPSHOT = "store_kpi_snapshot"
+
+
+# The type of the non-retryable error a local activity fails with when its data can never be
+# processed (activities/failures.py): the order workflow rejects the order with the reason.
+UNPROCESSABLE = "Unprocessable"

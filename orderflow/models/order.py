@@ -6,7 +6,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from temporalio import activity, workflow
 
 Money = Annotated[
     Decimal,
@@ -37,6 +46,18 @@ Channel = Literal["web", "mobile", "marketplace"]
 ServiceLevel = Literal["standard", "express"]
 PaymentStatus = Literal["captured", "authorized", "pending", "failed"]
 PaymentMethod = Literal["card", "paypal", "bank_transfer", "invoice", "wallet"]
+
+
+# Joins an order id to what follows it in composite keys (notification keys such as
+# `<order_id>:confirmation`, feedback request keys `<order_id>:<key>`): an order id holding it
+# could collide with another order's keys.
+KEY_SEPARATOR = ":"
+
+
+def _reading_back() -> bool:
+    """True while a workflow or an activity decodes an order: one placed already, perhaps
+    before order ids lost the separator, which must still run to its end."""
+    return workflow.in_workflow() or activity.in_activity()
 
 
 class Strict(BaseModel):
@@ -95,6 +116,13 @@ class Order(Strict):
     promo_code: Annotated[str, StringConstraints(max_length=40)] | None = None
     service_level: ServiceLevel = "standard"
     placed_at: datetime | None = None
+
+    @field_validator("order_id")
+    @classmethod
+    def _no_key_separator(cls, value: str) -> str:
+        if KEY_SEPARATOR in value and not _reading_back():
+            raise ValueError(f"order_id may not contain {KEY_SEPARATOR!r}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Order:

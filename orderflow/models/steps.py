@@ -93,6 +93,18 @@ class ShipmentHoldInput(Strict):
     reason: str
 
 
+class UnprocessableInput(Strict):
+    """An order a step can never process (its activity failed for good): rejected with the
+    reason, and a task for customer service."""
+
+    order_id: str
+    # The step the order was in, and the activity that failed.
+    step: int
+    activity: str
+    # "cannot be processed: <what failed>", as the timeline and the queue show it.
+    reason: str
+
+
 class LostParcelInput(Strict):
     order_id: str
     case_no: int

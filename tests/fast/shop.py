@@ -41,7 +41,7 @@ from orderflow.models import (
     ShipmentBooking,
     TrackingUpdate,
 )
-from orderflow.models.activity_names import ActivityName
+from orderflow.models.activity_names import UNPROCESSABLE, ActivityName
 from orderflow.models.messages import FeedbackReceipt, LostParcelOutcome, ReviewReceipt
 from orderflow.models.steps import (
     AssessRiskInput,
@@ -61,6 +61,7 @@ from orderflow.models.steps import (
     ReviewOutcomeInput,
     ShipmentHoldInput,
     TrackingInput,
+    UnprocessableInput,
     WarehouseReportInput,
 )
 from policies.feedback_routing import department_for
@@ -116,6 +117,9 @@ class FakeShop:
         self.carrier_status: str | None = None
         self.carrier_events: list[TrackingUpdate] = []
         self.gates: dict[ActivityName, Gate] = {}
+        # activity -> the message it fails with for good (non-retryable, as a real local
+        # activity fails on data it can never process: activities/failures.py)
+        self.unprocessable: dict[ActivityName, str] = {}
         # --- what happened
         self.orders: dict[str, Order] = {}
         self.undone: list[str] = []
@@ -169,6 +173,7 @@ class FakeShop:
             self.refund_lost_parcel,
             self.record_feedback,
             self.record_product_review,
+            self.reject_unprocessable,
         ]
 
     # ------------------------------------------------------------------ internals
@@ -178,6 +183,8 @@ class FakeShop:
         if gate is not None:
             gate.entered.set()
             await gate.opened.wait()
+        if name in self.unprocessable:
+            raise ApplicationError(self.unprocessable[name], type=UNPROCESSABLE, non_retryable=True)
 
     def _claim(self, key: str) -> bool:
         """Claim an event key as `events.record_event` does: False when it was claimed."""
@@ -329,6 +336,16 @@ class FakeShop:
             released_lines=released,
         )
         return self._cancel_result
+
+    @activity.defn(name=ActivityName.REJECT_UNPROCESSABLE)
+    async def reject_unprocessable(self, data: UnprocessableInput) -> None:
+        await self._call(ActivityName.REJECT_UNPROCESSABLE, data)
+        if self._claim("unprocessable.rejected"):
+            # Undone and refunded as a cancel undoes; customer service hears of it.
+            self.undone = [*reversed(self._undo), PAYMENT_REFUNDED]
+            self._undo.clear()
+            self.refunds.append(data.reason)
+            self.told.append(f"customer_service: {data.reason}")
 
     @activity.defn(name=ActivityName.HOLD_SHIPMENT)
     async def hold_shipment(self, data: ShipmentHoldInput) -> None:

@@ -88,7 +88,7 @@ async def test_full_manual_path_through_the_api_to_a_stored_review(stack: Stack)
     question = await stack.http(
         "POST",
         f"/orders/{order_id}/feedback",
-        json={"category": "other", "message": "Do you gift-wrap?"},
+        json={"category": "other", "message": "Do you gift-wrap?", "request_key": "gift"},
         **customer,
     )
     assert question.status_code == 201, question.text
@@ -228,7 +228,7 @@ async def test_feedback_is_routed_by_category_acknowledged_and_idempotent(stack:
     closed = await stack.http(
         "POST",
         f"/orders/{order_id}/feedback",
-        json={"category": "other", "message": "still there?"},
+        json={"category": "other", "message": "still there?", "request_key": "late"},
         **customer,
     )
     assert closed.status_code == 409
@@ -245,7 +245,7 @@ async def test_a_complaint_in_the_quiet_period_holds_completion_until_resolved(
     complaint = await stack.http(
         "POST",
         f"/orders/{order_id}/feedback",
-        json={"category": "product", "message": "The mug is chipped."},
+        json={"category": "product", "message": "The mug is chipped.", "request_key": "chip"},
         **_as_customer(stack, order_id),
     )
     assert complaint.status_code == 201

@@ -5,6 +5,7 @@ request, receipts resume them oldest first, and cancels give everything back onc
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -42,7 +43,11 @@ async def _place(stack: Stack, lines: list[tuple[str, int]]) -> str:
 
 async def _receive(stack: Stack, sku: str, quantity: int) -> list[str]:
     response = await stack.http(
-        "POST", "/purchasing/receipts", role="purchasing", json={"sku": sku, "quantity": quantity}
+        "POST",
+        "/purchasing/receipts",
+        role="purchasing",
+        json={"sku": sku, "quantity": quantity},
+        headers={"Idempotency-Key": f"receipt-{uuid.uuid4().hex}"},
     )
     assert response.status_code == 201, response.text
     served: list[str] = response.json()["served_orders"]
@@ -163,6 +168,7 @@ async def test_receipts_are_purchasing_s_and_need_a_known_sku(stack: Stack) -> N
         "/purchasing/receipts",
         role="purchasing",
         json={"sku": "NO-SUCH-SKU", "quantity": 1},
+        headers={"Idempotency-Key": f"receipt-{uuid.uuid4().hex}"},
     )
     assert unknown.status_code == 404
     assert (await stack.http("GET", "/inventory/NO-SUCH-SKU", role="warehouse")).status_code == 404

@@ -87,7 +87,11 @@ async def _run_orders(stack: Stack) -> dict[str, str]:
         assert response.status_code == 200, response.text
     await wait_for_status(stack.pool, ids["backordered"], "BACKORDERED")
     receipt = await stack.http(
-        "POST", "/purchasing/receipts", role="purchasing", json={"sku": sku, "quantity": 5}
+        "POST",
+        "/purchasing/receipts",
+        role="purchasing",
+        json={"sku": sku, "quantity": 5},
+        headers={"Idempotency-Key": f"receipt-{sku}"},
     )
     assert receipt.status_code == 201, receipt.text
     for role in ("web", "mobile", "approved", "backordered"):

@@ -209,6 +209,11 @@ async def test_stream_access(stack: Stack) -> None:
     assert await status_of("/events/stream", stack.settings.token_for("storefront")) == 403
     assert await status_of("/orders/NO-SUCH-ORDER/events/stream", "dev-admin") == 404
     assert await status_of(own, "dev-admin", **{"Last-Event-ID": "abc"}) == 422
+    # Beyond a bigint, or not plain digits: refused before the stream starts.
+    for beyond in (str(2**63), str(10**30), "1_000", "-5"):
+        assert await status_of(own, "dev-admin", **{"Last-Event-ID": beyond}) == 422, beyond
+        assert await status_of("/events/stream", "dev-admin", **{"Last-Event-ID": beyond}) == 422
+    assert await status_of(own, "dev-admin", **{"Last-Event-ID": str(2**63 - 1)}) == 200
 
 
 async def test_keep_alive_bounded_lifetime_and_disconnect(stack: Stack) -> None:

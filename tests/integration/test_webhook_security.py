@@ -72,6 +72,13 @@ async def test_unsigned_badly_signed_and_stale_events_are_refused(stack: Stack) 
     }
     swapped = await stack.api.post(f"/carriers/{carrier}/events", content=tampered, headers=headers)
     assert swapped.status_code == 401
+    # An unknown carrier is not told apart from a bad signature...
+    unsigned_unknown = await post_tracking(stack, "pigeon", body, signed=False)
+    assert unsigned_unknown.status_code == 401
+    assert unsigned_unknown.json()["detail"] == unsigned.json()["detail"]
+    forged_unknown = await post_tracking(stack, "pigeon", body, secret="guessed")
+    assert (forged_unknown.status_code, forged_unknown.json()) == (401, forged.json())
+    # ...only once the caller has proven it holds that carrier's secret.
     unknown_carrier = await post_tracking(stack, "pigeon", body)
     assert unknown_carrier.status_code == 404
     assert "unknown carrier" in unknown_carrier.json()["detail"]

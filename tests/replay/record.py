@@ -13,7 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -134,6 +134,15 @@ async def manual_path_feedback_and_review(stack: Stack) -> str:
     return order.order_id
 
 
+async def unprocessable_order_rejected(stack: Stack) -> str:
+    """Step 1 can never record the order (a time PostgreSQL cannot store): rejected."""
+    order = Order.model_validate(
+        order_json(placed_at=datetime.fromisoformat("0001-01-01T00:00:00+01:00"))
+    )
+    await stack.storefront.place_order(order)
+    return order.order_id
+
+
 SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "automatic_path_completed": automatic_path_completed,
     "flagged_then_approved": flagged_then_approved,
@@ -142,6 +151,7 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "backordered_then_received": backordered_then_received,
     "cancel_requested_before_recorded": cancel_requested_before_recorded,
     "manual_path_feedback_and_review": manual_path_feedback_and_review,
+    "unprocessable_order_rejected": unprocessable_order_rejected,
 }
 
 

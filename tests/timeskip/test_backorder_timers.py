@@ -105,7 +105,11 @@ async def test_backordered_order_is_reminded_offered_cancellation_and_completes_
 
     # The goods arrive: purchasing books them, the waiting order is served and completes.
     response = await stack.http(
-        "POST", "/purchasing/receipts", role="purchasing", json={"sku": sku, "quantity": 2}
+        "POST",
+        "/purchasing/receipts",
+        role="purchasing",
+        json={"sku": sku, "quantity": 2},
+        headers={"Idempotency-Key": f"receipt-{sku}"},
     )
     assert response.status_code == 201, response.text
     assert response.json()["served_orders"] == [order_id]
