@@ -74,8 +74,8 @@ _EXTRA: dict[tuple[str, str], set[int]] = {
     ("GET", "/mailbox/messages"): {502, 503},
     ("GET", "/mailbox/messages/{message}"): {502, 503},
     ("POST", "/orders/{order_id}/feedback"): {409, 503},
-    ("POST", "/carriers/{carrier}/events"): {401, 403, 422},
-    ("POST", "/purchasing/receipts"): {404},
+    ("POST", "/carriers/{carrier}/events"): {401, 422},
+    ("POST", "/purchasing/receipts"): {404, 409, 422},
     ("GET", "/orders/{order_id}/events/stream"): {429},
     ("GET", "/events/stream"): {429},
 }
