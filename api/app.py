@@ -13,6 +13,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
+from api.metrics import install_metrics
 from api.openapi import install_openapi
 from api.routes import (
     carriers,
@@ -25,6 +26,7 @@ from api.routes import (
     logistics,
     mail,
     orders,
+    payments,
     reviews,
     stream,
     ui,
@@ -92,7 +94,11 @@ def create_app(
     app.include_router(customer_page.router)
     # The mail outbox and the embedded mailbox (admin).
     app.include_router(mail.router)
+    # The PSP's webhook and finance's view of each order's payment.
+    app.include_router(payments.router)
     # The Web UI's codec server: operators read encrypted histories.
     app.include_router(codec.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    # Added last, so it is outermost: refusals of the body limit are counted too.
+    install_metrics(app, settings)
     return app

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from app.commands import forecast, mail, replenish, risk, track
+from app.commands import forecast, mail, payments, replenish, risk, track
 from app.commands.api_client import call_api, call_api_pages, print_json
 from orderflow.settings import Settings, UnsafeForProduction, get_settings
 
@@ -34,6 +34,7 @@ app.add_typer(forecast.app, name="forecast")
 app.add_typer(replenish.app, name="replenish")
 app.add_typer(track.app, name="track")
 app.add_typer(mail.app, name="mail")
+app.add_typer(payments.app, name="payments")
 
 console = Console()
 
@@ -65,12 +66,26 @@ def _call(method: str, path: str, role: str, body: Any = None) -> Any:
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Also place sample orders continuously.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, max=64, help="Worker processes (default ORDERFLOW_UP_WORKERS, 1)."
+        ),
+    ] = None,
 ) -> None:
     """Start the whole embedded stack: Temporal dev server + UI, PostgreSQL, worker, API."""
     from app.stack_runner import run_stack
+    from stack.supervisor import StackError
 
     _logging()
-    run_stack(_settings_to_serve(), demo=demo, console=console)
+    try:
+        reason = run_stack(_settings_to_serve(), demo=demo, console=console, workers=workers)
+    except StackError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    # A part that kept dying is a failure a service manager (systemd, a container) sees.
+    if reason != "stop requested":
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from orderflow.models import SHIPPED_OR_LATER, OrderPolicy, OrderStatus
 from orderflow.process import (
     CANCELLATION,
     DEPARTMENTS,
+    PSP_ACTIVITIES,
     SERVICE_ACTIVITIES,
     STATUS_SLA,
     STEPS,
@@ -33,6 +34,9 @@ _QUEUE_SOURCES = {
     "failed_mail": "e-mails given up on after `outbox_max_attempts`, due `failed_mail_sla`",
     "unprocessable_order": "orders rejected because a step could never process them, due "
     "`unprocessable_order_sla`",
+    "payment_problem": "captures and refunds the PSP failed, not yet sent again, due "
+    "`payment_problem_sla`",
+    "payment_dispute": "open chargebacks, due `payment_dispute_sla` after they arrived",
 }
 
 
@@ -136,13 +140,16 @@ def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
     )
     lines.append("- **Inputs**: " + "; ".join(step.inputs))
     lines.append("- **Outputs**: " + "; ".join(step.outputs))
-    local = [f"`{a}`" for a in step.activities if a not in SERVICE_ACTIVITIES]
+    local = [f"`{a}`" for a in step.activities if a not in SERVICE_ACTIVITIES | PSP_ACTIVITIES]
     service = [f"`{a}`" for a in step.activities if a in SERVICE_ACTIVITIES]
+    psp = [f"`{a}`" for a in step.activities if a in PSP_ACTIVITIES]
     runs = []
     if local:
         runs.append("local activities (PostgreSQL) " + ", ".join(local))
     if service:
         runs.append("activities calling the carrier " + ", ".join(service))
+    if psp:
+        runs.append("activities calling the payment service provider " + ", ".join(psp))
     lines.append(f"- **Runs as**: {'; '.join(runs)}; idempotent: a retry changes nothing")
     for task in step.human_tasks:
         messages = ", ".join(f"`{m}`" for m in task.messages)

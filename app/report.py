@@ -36,6 +36,8 @@ def format_value(kind: str, value: float | None) -> str:
         return format_seconds(value)
     if kind == "rating":
         return f"{value:.2f}"
+    if kind == "amount":
+        return f"{value:,.2f}"
     return f"{value:g}"
 
 

@@ -14,6 +14,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rich.console import Console
 
@@ -23,10 +24,17 @@ from db.seed import seed_demo_catalogue
 from orderflow.models import OrderPolicy
 from orderflow.redact import redact_url
 from orderflow.settings import ROLES, Settings
+from orderflow.stack_facts import remove_facts, running_stack_facts, write_facts
 from orderflow.temporal_client import connect_temporal
 from stack.postgres import EmbeddedPostgres
 from stack.search_attributes import register_search_attributes
-from stack.supervisor import ManagedProcess, Supervisor, wait_for_port
+from stack.supervisor import (
+    ManagedProcess,
+    RestartPolicy,
+    StackError,
+    Supervisor,
+    wait_for_port,
+)
 from stack.temporal import TemporalDevServer
 
 # The embedded demo keeps people's waits short and runs the warehouse by itself.
@@ -65,13 +73,40 @@ async def ensure_schedules(settings: Settings, address: str) -> None:
     await ensure_kpi_schedule(client, settings)
 
 
-def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
+def worker_names(count: int) -> list[str]:
+    """The worker processes of `orderflow up --workers count` (one keeps the plain name)."""
+    return ["worker"] if count == 1 else [f"worker-{i}" for i in range(1, count + 1)]
+
+
+def run_stack(
+    settings: Settings,
+    *,
+    demo: bool,
+    console: Console,
+    workers: int | None = None,
+    restart_policy: RestartPolicy | None = None,
+) -> str:
     # Before anything starts: a refused production stack leaves no server running.
     settings.require_safe_for_production()
     state = settings.state_dir.resolve()
+    running = running_stack_facts(state)
+    if running is not None:
+        raise StackError(
+            f"orderflow up is already running from {state} (pid {running['pid']}); "
+            "stop it first, or give this one another ORDERFLOW_STATE_DIR"
+        )
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with Supervisor() as sup:
+    worker_count = workers or settings.up_workers
+    processes: dict[str, ManagedProcess] = {}
+    facts: dict[str, object] = {}
+
+    def record_pids(name: str = "", member: ManagedProcess | None = None) -> None:
+        # Rewritten after every restart, so the file always names the live pids.
+        facts["processes"] = {n: p.pid for n, p in processes.items() if p.pid is not None}
+        write_facts(state, facts)
+
+    with Supervisor(restart_policy or RestartPolicy(), on_restart=record_pids) as sup:
         sup.install_signal_handlers()
         database_url = settings.database_url
         if not database_url:
@@ -135,8 +170,19 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
             env["ORDERFLOW_MAILBOX_URL"] = f"http://127.0.0.1:{settings.mail_simulator_http_port}"
         python = [sys.executable, "-m", "app.cli"]
         parts = ("mail-server",) if own_mail_server else ()
-        for name in (*parts, "carrier-simulator", "psp-simulator", "worker", "api"):
-            sup.add(ManagedProcess(name, [*python, name], logs / f"{name}.log", env), name).start()
+        for name in (*parts, "carrier-simulator", "psp-simulator"):
+            processes[name] = ManagedProcess(name, [*python, name], logs / f"{name}.log", env)
+        for i, name in enumerate(worker_names(worker_count)):
+            port = settings.worker_metrics_port + i if settings.worker_metrics_port else 0
+            processes[name] = ManagedProcess(
+                name,
+                [*python, "worker"],
+                logs / f"{name}.log",
+                {**env, "ORDERFLOW_WORKER_METRICS_PORT": str(port)},
+            )
+        processes["api"] = ManagedProcess("api", [*python, "api"], logs / "api.log", env)
+        for name, process in processes.items():
+            sup.add(process, name).start()
         if own_mail_server:
             wait_for_port(settings.smtp_port, timeout=60)
             wait_for_port(settings.mail_simulator_http_port, timeout=60)
@@ -148,6 +194,24 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
                 "demo", [*python, "load", "--continuous", "--rate", "0.5"], logs / "demo.log", env
             )
             sup.add(demo_process, "demo").start()
+            processes["demo"] = demo_process
+
+        api_url = f"http://127.0.0.1:{settings.api_port}"
+        facts.update(
+            # A URL with a password (an external server's) stays out of the file: a second
+            # terminal then needs DATABASE_URL of its own, as it did before.
+            database_url=None if urlsplit(database_url).password else database_url,
+            temporal_address=address,
+            api_url=api_url,
+            state_dir=str(state),
+            workers=worker_count,
+            worker_metrics_ports=[
+                settings.worker_metrics_port + i
+                for i in range(worker_count)
+                if settings.worker_metrics_port
+            ],
+        )
+        record_pids()
 
         console.print("\n[bold green]orderflow is up[/]")
         if ui_url:
@@ -168,12 +232,24 @@ def run_stack(settings: Settings, *, demo: bool, console: Console) -> str:
         else:
             console.print(f"  SMTP              {settings.smtp_host}:{settings.smtp_port}")
         console.print(f"  logs              {logs}")
+        console.print(f"  metrics           {api_url}/metrics", end="")
+        if settings.worker_metrics_port:
+            last = settings.worker_metrics_port + worker_count - 1
+            ports = f"{settings.worker_metrics_port}" + (f"-{last}" if worker_count > 1 else "")
+            console.print(f"; workers on port {ports}")
+        else:
+            console.print()
+        console.print(f"  workers           {worker_count} (restarted if one dies)")
+        console.print(f"  second terminal   `orderflow report` etc. use {state / 'stack.json'}")
         if settings.mode != "production":
             console.print("  development tokens: " + ", ".join(f"dev-{role}" for role in ROLES))
         console.print("Press Ctrl-C to stop.\n")
         # Redirected to a file, stdout is block-buffered: the banner must show now, not at exit.
         console.file.flush()
-        reason = sup.wait()
+        try:
+            reason = sup.wait()
+        finally:
+            remove_facts(state)
         console.print(f"stopping ({reason}) …")
     return reason
 

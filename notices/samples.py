@@ -154,6 +154,23 @@ DEPARTMENT: dict[str, dict[str, Any]] = {
         "quantity": 352,
         "reason": "reorder_point",
     },
+    "payment_problem": {
+        "order_id": ORDER_ID,
+        "department": "finance",
+        "operation": "refund",
+        "amount": Decimal("33.90"),
+        "currency": "EUR",
+        "failure_code": "card_closed",
+        "idempotency_key": f"refund-{ORDER_ID}-1",
+    },
+    "payment_dispute": {
+        "order_id": ORDER_ID,
+        "department": "finance",
+        "dispute_id": "dsp_5c1e2a9b0d3f4e67",
+        "amount": Decimal("33.90"),
+        "currency": "EUR",
+        "reason": "fraudulent",
+    },
     "replenishment_request": {
         "order_id": None,
         "department": "purchasing",

@@ -23,6 +23,17 @@ CUSTOMER = "customer"
 # Activities that call outside services (the carrier's API): regular activities with their
 # own retries. Every other activity touches only PostgreSQL and runs as a local activity.
 SERVICE_ACTIVITIES = frozenset({ActivityName.BOOK_SHIPMENT, ActivityName.FOLLOW_UP_DELIVERY})
+# Activities that call the payment service provider (activities/payments.py): regular
+# activities as well, each described at the step it serves. Until the workflow runs them
+# (then they join SERVICE_ACTIVITIES), finance sends them through the API.
+PSP_ACTIVITIES = frozenset(
+    {
+        ActivityName.CAPTURE_PAYMENT,
+        ActivityName.VOID_PAYMENT,
+        ActivityName.REFUND_PAYMENT,
+        ActivityName.REAUTHORIZE_PAYMENT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,9 @@ DEPARTMENTS: tuple[Department, ...] = (
     Department("purchasing", "Purchasing", "purchasing", ("purchase_request", "feedback_ticket")),
     Department("logistics", "Logistics", "logistics", ("follow_up", "feedback_ticket")),
     Department("quality", "Quality", None, ("feedback_ticket",)),
-    Department("finance", "Finance", None, ("feedback_ticket",)),
+    Department(
+        "finance", "Finance", None, ("feedback_ticket", "payment_problem", "payment_dispute")
+    ),
     Department(
         "customer_service",
         "Customer service",
@@ -242,7 +255,11 @@ STEPS: tuple[ProcessStep, ...] = (
             "event `stock_reserved` or `backordered`",
             "backorder notice and reminders to the customer",
         ),
-        activities=(ActivityName.RESERVE_STOCK, ActivityName.REMIND_BACKORDER),
+        activities=(
+            ActivityName.RESERVE_STOCK,
+            ActivityName.REMIND_BACKORDER,
+            ActivityName.REAUTHORIZE_PAYMENT,
+        ),
         timers=(
             Timer(
                 "backorder_reminder_interval",
@@ -324,7 +341,11 @@ STEPS: tuple[ProcessStep, ...] = (
             "event `shipped`",
             "shipping e-mail with tracking details",
         ),
-        activities=(ActivityName.BOOK_SHIPMENT, ActivityName.HOLD_SHIPMENT),
+        activities=(
+            ActivityName.BOOK_SHIPMENT,
+            ActivityName.HOLD_SHIPMENT,
+            ActivityName.CAPTURE_PAYMENT,
+        ),
         human_tasks=(
             HumanTask(
                 "retry the booking of a parcel no carrier took (it waits PACKED meanwhile)",
@@ -482,7 +503,12 @@ CANCELLATION = ProcessStep(
         "an order no step can process (its data can never be stored): REJECTED with the "
         "reason, undone and refunded the same way, and a task in customer service's queue",
     ),
-    activities=(ActivityName.CANCEL_ORDER, ActivityName.REJECT_UNPROCESSABLE),
+    activities=(
+        ActivityName.CANCEL_ORDER,
+        ActivityName.REJECT_UNPROCESSABLE,
+        ActivityName.VOID_PAYMENT,
+        ActivityName.REFUND_PAYMENT,
+    ),
     human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel", "request_cancel")),),
     escalation="refused with a clear message once shipping has started",
 )

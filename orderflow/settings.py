@@ -290,6 +290,10 @@ class Settings(BaseSettings):
     feedback_sla: timedelta = timedelta(days=1)
     # A mail given up on (outbox row `failed`) waits in customer service's queue this long.
     failed_mail_sla: timedelta = timedelta(hours=4)
+    # A failed capture or refund waits in finance's queue this long; a dispute (chargeback)
+    # this long, well inside the time a card scheme gives to answer one.
+    payment_problem_sla: timedelta = timedelta(hours=8)
+    payment_dispute_sla: timedelta = timedelta(days=3)
     # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
     kpi_schedule_id: str = "kpi-weekly"
     kpi_schedule_cron: str = "5 0 * * 1"
@@ -313,6 +317,36 @@ class Settings(BaseSettings):
     # Open event streams per principal and per API process; beyond them 429.
     stream_max_per_principal: int = Field(default=5, ge=1)
     stream_max_total: int = Field(default=500, ge=1)
+
+    # `orderflow up`: child processes it runs as workers (`--workers N`), and the port of
+    # the first worker's metrics (Prometheus; the i-th worker of `up` uses port + i; 0: none).
+    up_workers: int = Field(default=1, ge=1, le=64)
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # How often a worker reads the gauges of its metrics (outbox lag, queues) from PostgreSQL.
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _running_stack_fallback(self) -> Settings:
+        # A command in a second terminal beside `orderflow up` reaches that stack when no
+        # server is named; `orderflow up` itself refuses to start beside a running one.
+        unset = {
+            name
+            for name in ("database_url", "temporal_address", "api_url")
+            if name not in self.model_fields_set
+        }
+        if not unset:
+            return self
+        from orderflow.stack_facts import running_stack_facts
+
+        facts = running_stack_facts(self.state_dir)
+        if facts is None:
+            return self
+        for name in unset:
+            value = facts.get(name)
+            if isinstance(value, str) and value:
+                setattr(self, name, value)
+        return self
 
     @model_validator(mode="after")
     def _public_url_from_port(self) -> Settings:

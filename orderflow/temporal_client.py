@@ -4,6 +4,7 @@ payloads, TLS or API key."""
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
+from temporalio.runtime import Runtime
 
 from orderflow.payload_codec import data_converter
 from orderflow.settings import Settings
@@ -11,7 +12,9 @@ from orderflow.settings import Settings
 DEFAULT_ADDRESS = "localhost:7233"
 
 
-async def connect_temporal(settings: Settings, address: str | None = None) -> Client:
+async def connect_temporal(
+    settings: Settings, address: str | None = None, *, runtime: Runtime | None = None
+) -> Client:
     tls: TLSConfig | bool = False
     if settings.temporal_tls_cert and settings.temporal_tls_key:
         tls = TLSConfig(
@@ -26,4 +29,6 @@ async def connect_temporal(settings: Settings, address: str | None = None) -> Cl
         api_key=settings.temporal_api_key,
         tls=tls,
         data_converter=data_converter(settings),
+        # A worker passes its own, which exports the SDK's metrics; others use the default.
+        runtime=runtime,
     )

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,6 +66,17 @@ class FeedbackFacts:
 
 
 @dataclass(frozen=True)
+class MoneyFacts:
+    """The cohort's money in one currency: captured (at checkout or since), refunded
+    (settled) and disputed by card holders' banks."""
+
+    currency: str
+    captured: Decimal
+    refunded: Decimal
+    disputed: Decimal
+
+
+@dataclass(frozen=True)
 class KpiInputs:
     orders: Sequence[OrderFacts] = ()
     review_task_statuses: Mapping[str, str] = field(default_factory=dict)
@@ -72,6 +84,7 @@ class KpiInputs:
     follow_ups: Sequence[FollowUpFacts] = ()
     feedback: Sequence[FeedbackFacts] = ()
     ratings: Sequence[int] = ()
+    money: Sequence[MoneyFacts] = ()
 
 
 # ------------------------------------------------------------------ results
@@ -98,6 +111,12 @@ class FeedbackKpi(BaseModel):
     tickets: int
     open: int
     resolution_seconds: Quantiles
+
+
+class MoneyKpi(BaseModel):
+    captured: Decimal
+    refunded: Decimal
+    disputed: Decimal
 
 
 class KpiReport(BaseModel):
@@ -141,6 +160,12 @@ class KpiReport(BaseModel):
     reviews: int
     average_rating: float | None
     ratings: dict[str, int]
+    # Summed over the cohort's currencies (a shop in one currency reads them as they are);
+    # per currency in `money_by_currency`. Defaults: snapshots stored before they existed.
+    captured_amount: Decimal = Decimal("0.00")
+    refunded_amount: Decimal = Decimal("0.00")
+    disputed_amount: Decimal = Decimal("0.00")
+    money_by_currency: dict[str, MoneyKpi] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ computations
@@ -316,6 +341,13 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
         reviews=len(ratings),
         average_rating=sum(ratings) / len(ratings) if ratings else None,
         ratings={str(r): n for r, n in sorted(Counter(ratings).items())},
+        captured_amount=sum((m.captured for m in data.money), Decimal("0.00")),
+        refunded_amount=sum((m.refunded for m in data.money), Decimal("0.00")),
+        disputed_amount=sum((m.disputed for m in data.money), Decimal("0.00")),
+        money_by_currency={
+            m.currency: MoneyKpi(captured=m.captured, refunded=m.refunded, disputed=m.disputed)
+            for m in sorted(data.money, key=lambda m: m.currency)
+        },
     )
 
 
@@ -363,6 +395,9 @@ def headlines(report: KpiReport) -> list[Headline]:
         Headline("follow_up_rate", "shipments followed up", "rate", report.follow_up_rate),
         Headline("feedback_tickets", "feedback tickets", "count", report.feedback_tickets),
         Headline("average_rating", "average rating", "rating", report.average_rating),
+        Headline("captured_amount", "captured", "amount", float(report.captured_amount)),
+        Headline("refunded_amount", "refunded", "amount", float(report.refunded_amount)),
+        Headline("disputed_amount", "disputed", "amount", float(report.disputed_amount)),
     ]
     return rows
 

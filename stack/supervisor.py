@@ -16,7 +16,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Protocol, TypeVar
@@ -158,6 +159,27 @@ def terminate_process_tree(pid: int, timeout: float = 10.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How the supervisor brings back a child process that died on its own.
+
+    A child that died is started again after `backoff_seconds`, doubling with every death
+    inside `window_seconds` up to `backoff_max_seconds`; one that dies more than
+    `max_restarts` times inside the window is given up on, and the stack stops: a part
+    that cannot stay up is a fault to fix, not one to hide behind endless restarts.
+    """
+
+    max_restarts: int = 5
+    window_seconds: float = 60.0
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 30.0
+
+    def delay(self, deaths_in_window: int) -> float:
+        return min(
+            self.backoff_max_seconds, self.backoff_seconds * 2 ** max(0, deaths_in_window - 1)
+        )
 
 
 class Stoppable(Protocol):
@@ -329,11 +351,24 @@ class Supervisor:
             sup.add(temporal); temporal.start()
             sup.add(ManagedProcess("worker", [...], log)).start()
             reason = sup.wait()        # Ctrl-C, SIGTERM, or a child that died
+                                       # (with a RestartPolicy: one that keeps dying)
         # leaving the block stops everything, API first, PostgreSQL last
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        restart_policy: RestartPolicy | None = None,
+        *,
+        on_restart: Callable[[str, ManagedProcess], None] | None = None,
+    ) -> None:
         self._members: list[tuple[str, Stoppable]] = []
+        # Without a policy a child that dies ends `wait` (what tests of one start want);
+        # with one, the managed processes are restarted and only a lasting fault ends it.
+        self.restart_policy = restart_policy
+        self._on_restart = on_restart
+        self._deaths: dict[str, list[float]] = {}
+        self._restart_at: dict[str, float] = {}
+        self.restarts: dict[str, int] = {}
         self._stop_requested = threading.Event()
         self._signal_count = 0
         self._previous_handlers: dict[int, object] = {}
@@ -385,10 +420,65 @@ class Supervisor:
         return "stop requested"
 
     def _dead_member(self) -> str | None:
+        """Why the stack must stop now, or None; restarts the children that may come back."""
+        now = time.monotonic()
         for name, member in self._members:
-            if isinstance(member, ManagedProcess) and member.pid is not None:
-                if not member.is_alive():
-                    return f"{name} exited with code {member.returncode}"
+            if not isinstance(member, ManagedProcess) or member.pid is None:
+                continue
+            if member.is_alive():
+                continue
+            if self.restart_policy is None:
+                return f"{name} exited with code {member.returncode}"
+            due = self._restart_at.get(name)
+            if due is None:
+                reason = self._record_death(name, member, now)
+                if reason is not None:
+                    return reason
+            elif now >= due:
+                del self._restart_at[name]
+                try:
+                    member.start()
+                except OSError as err:
+                    return f"{name} could not be restarted: {err}"
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                log.warning("restarted %s (pid %s)", name, member.pid)
+                if self._on_restart is not None:
+                    self._on_restart(name, member)
+        return None
+
+    def _record_death(self, name: str, member: ManagedProcess, now: float) -> str | None:
+        """Count a death and schedule the restart; a reason to stop when there were too many."""
+        policy = self.restart_policy
+        assert policy is not None
+        recent = [t for t in self._deaths.get(name, []) if now - t < policy.window_seconds]
+        recent.append(now)
+        self._deaths[name] = recent
+        code = member.returncode
+        if len(recent) > policy.max_restarts:
+            log.error(
+                "%s exited with code %s for the %d. time within %.0fs; giving up",
+                name,
+                code,
+                len(recent),
+                policy.window_seconds,
+            )
+            return (
+                f"{name} keeps dying: exited {len(recent)} times within "
+                f"{policy.window_seconds:.0f}s (last exit code {code}); see {member.log_file}"
+            )
+        delay = policy.delay(len(recent))
+        log.warning(
+            "%s exited with code %s; restarting it in %.1fs (%d of %d restarts allowed "
+            "within %.0fs); see %s",
+            name,
+            code,
+            delay,
+            len(recent),
+            policy.max_restarts,
+            policy.window_seconds,
+            member.log_file,
+        )
+        self._restart_at[name] = now + delay
         return None
 
     async def wait_async(self, poll_interval: float = 0.5) -> str:

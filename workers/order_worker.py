@@ -22,6 +22,8 @@ from activities.fulfilment import FulfilmentActivities
 from activities.intake import IntakeActivities
 from activities.inventory import InventoryActivities
 from activities.kpi import KpiActivities
+from activities.payments import PaymentActivities
+from activities.psp_client import PspClient
 from activities.registry import defined_activities
 from activities.replenishment import ReplenishmentActivities
 from activities.review import ReviewActivities
@@ -30,6 +32,7 @@ from db.migrate import apply_migrations
 from db.pool import create_pool
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
+from workers.metrics import temporal_runtime, worker_metrics
 from workers.outbox import run_dispatcher
 from workflows.kpi_snapshot import KpiSnapshotWorkflow
 from workflows.order import OrderWorkflow
@@ -47,9 +50,13 @@ SANDBOX = SandboxedWorkflowRunner(
 
 
 def activity_groups(
-    pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+    pool: asyncpg.Pool,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    psp: PspClient | None = None,
 ) -> tuple[object, ...]:
-    """Every group of activities this worker hosts, each with what it needs."""
+    """Every group of activities this worker hosts, each with what it needs (without `psp`,
+    a client of the configured PSP of its own)."""
     return (
         IntakeActivities(pool, settings),
         ReviewActivities(pool, settings),
@@ -57,19 +64,24 @@ def activity_groups(
         FulfilmentActivities(pool, settings),
         CancellationActivities(pool, settings),
         ShippingActivities(pool, settings, http),
+        PaymentActivities(pool, settings, psp or PspClient(settings)),
         ReplenishmentActivities(pool, settings),
         KpiActivities(pool),
     )
 
 
 def build_worker(
-    client: Client, pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+    client: Client,
+    pool: asyncpg.Pool,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    psp: PspClient | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[OrderWorkflow, ReplenishmentWorkflow, KpiSnapshotWorkflow],
-        activities=defined_activities(*activity_groups(pool, http, settings)),
+        activities=defined_activities(*activity_groups(pool, http, settings, psp)),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
@@ -97,9 +109,14 @@ async def run_worker(
     settings: Settings, *, database_url: str, temporal_address: str | None = None
 ) -> None:
     settings.require_safe_for_production()
-    client = await connect_temporal(settings, temporal_address)
-    async with worker_resources(settings, database_url) as (pool, http):
-        worker = build_worker(client, pool, http, settings)
+    runtime, sdk_metrics_port = temporal_runtime() if settings.worker_metrics_port else (None, 0)
+    client = await connect_temporal(settings, temporal_address, runtime=runtime)
+    async with (
+        worker_resources(settings, database_url) as (pool, http),
+        PspClient(settings) as psp,
+        worker_metrics(settings, pool, temporal_metrics_port=sdk_metrics_port),
+    ):
+        worker = build_worker(client, pool, http, settings, psp)
         dispatcher = (
             asyncio.create_task(run_dispatcher(pool, settings))
             if settings.outbox_dispatch

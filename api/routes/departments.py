@@ -81,6 +81,8 @@ def _sources(
         "unprocessable_order": lambda c: queues.unprocessable_orders(
             c, settings.unprocessable_order_sla
         ),
+        "payment_problem": lambda c: queues.payment_problems(c, settings.payment_problem_sla),
+        "payment_dispute": lambda c: queues.payment_disputes(c, settings.payment_dispute_sla),
     }
     return [(kind, readers[kind]) for kind in dep.queues]
 

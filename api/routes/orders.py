@@ -21,7 +21,15 @@ from api.deps import (
 from api.limits import rate_limited
 from db.repositories import cancellation, catalogue, events, orders, unprocessable
 from orderflow.access import customer_token
-from orderflow.models import Address, CancelRequest, CancelResult, Order, OrderStatus, Step
+from orderflow.models import (
+    Address,
+    CancelRequest,
+    CancelResult,
+    Order,
+    OrderStatus,
+    Payment,
+    Step,
+)
 
 router = APIRouter(tags=["orders"])
 
@@ -100,14 +108,31 @@ def placed_at_problem(
     return None
 
 
+def authorization_problem(payment: Payment, *, now: datetime) -> str | None:
+    """Why an authorised payment cannot be accepted at `now` (it has lapsed), or None.
+
+    Checked at placement and not in the `Payment` model, for the reason of `placed_at`."""
+    expires = payment.authorization_expires_at
+    if payment.status != "authorized" or expires is None:
+        return None
+    try:
+        lapsed = expires <= now
+    except OverflowError:
+        return "payment.authorization_expires_at is out of range"
+    if lapsed:
+        return f"payment authorization has expired (at {expires.isoformat()})"
+    return None
+
+
 async def _check_against_catalogue(request: Request, order: Order) -> None:
     settings = settings_of(request)
+    now = datetime.now(UTC)
     problem = placed_at_problem(
         order.placed_at,
-        now=datetime.now(UTC),
+        now=now,
         max_age=settings.placed_at_max_age,
         max_ahead=settings.placed_at_max_ahead,
-    )
+    ) or authorization_problem(order.payment, now=now)
     if problem:
         raise HTTPException(422, problem)
     if order.currency not in settings.shop_currencies:

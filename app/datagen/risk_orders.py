@@ -328,7 +328,13 @@ class _Shop:
 
     # ---- orders ----
 
-    def payment(self, method: str, total: Decimal, status: str | None = None) -> Payment:
+    def payment(
+        self,
+        method: str,
+        total: Decimal,
+        status: str | None = None,
+        at: datetime | None = None,
+    ) -> Payment:
         number = self.next_payment
         self.next_payment += 1
         if status is None:
@@ -342,6 +348,10 @@ class _Shop:
             transaction_id=f"pay_{number:07d}{int(self.rng.integers(0, 16**4)):04x}",
             amount=total,
             status=status,  # type: ignore[arg-type]
+            # An authorisation lasts a week from checkout, as at the PSP.
+            authorization_expires_at=(
+                (at or datetime.now(UTC)) + timedelta(days=7) if status == "authorized" else None
+            ),
         )
 
     def place(
@@ -364,7 +374,7 @@ class _Shop:
         ]
         total = sum((i.unit_price * i.quantity for i in items), Decimal("0.00"))
         if payment is None:
-            payment = self.payment(method or shopper.payment_method, total, payment_status)
+            payment = self.payment(method or shopper.payment_method, total, payment_status, at)
         else:
             payment = payment.model_copy(update={"amount": total})
         order = Order(

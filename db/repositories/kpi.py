@@ -12,6 +12,7 @@ from policies.kpi import (
     FeedbackFacts,
     FollowUpFacts,
     KpiInputs,
+    MoneyFacts,
     OrderFacts,
     ShipmentFacts,
 )
@@ -95,6 +96,31 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
         start,
         end,
     )
+    money = await conn.fetch(
+        # Captured: at checkout, or by the shop's captures since. Refunded: settled refunds
+        # at the PSP; an order refunded before the ledger had them counts its refunds row.
+        """SELECT p.currency,
+                  sum(CASE WHEN p.status = 'captured' THEN p.amount ELSE 0 END
+                      + COALESCE((SELECT sum(c.amount) FROM payment_operations c
+                                  WHERE c.order_id = p.order_id AND c.kind = 'capture'
+                                    AND c.status IN ('succeeded', 'settled')), 0)) AS captured,
+                  sum(CASE WHEN EXISTS (SELECT 1 FROM payment_operations r
+                                        WHERE r.order_id = p.order_id AND r.kind = 'refund')
+                           THEN COALESCE((SELECT sum(r.amount) FROM payment_operations r
+                                          WHERE r.order_id = p.order_id AND r.kind = 'refund'
+                                            AND r.status = 'settled'), 0)
+                           ELSE COALESCE((SELECT f.amount FROM refunds f
+                                          WHERE f.order_id = p.order_id), 0)
+                      END) AS refunded,
+                  sum(COALESCE((SELECT sum(d.amount) FROM payment_disputes d
+                                WHERE d.order_id = p.order_id), 0)) AS disputed
+           FROM payments p JOIN orders o ON o.order_id = p.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2
+           GROUP BY p.currency
+           ORDER BY p.currency""",
+        start,
+        end,
+    )
     return KpiInputs(
         orders=[
             OrderFacts(
@@ -122,6 +148,9 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
             for t in feedback
         ],
         ratings=[r["rating"] for r in ratings],
+        money=[
+            MoneyFacts(m["currency"], m["captured"], m["refunded"], m["disputed"]) for m in money
+        ],
     )
 
 

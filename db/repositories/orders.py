@@ -66,14 +66,16 @@ async def insert_order(
         ],
     )
     await conn.execute(
-        """INSERT INTO payments (order_id, method, transaction_id, amount, currency, status)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """INSERT INTO payments (order_id, method, transaction_id, amount, currency, status,
+                                  authorization_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         order.order_id,
         order.payment.method,
         order.payment.transaction_id,
         order.payment.amount,
         order.currency,
         order.payment.status,
+        order.payment.authorization_expires_at,
     )
     return True
 

@@ -208,3 +208,38 @@ async def transactions_before_finished(conn: Conn, xid: int) -> bool:
 
 async def unregister_listener(conn: Conn, listener_id: str) -> None:
     await conn.execute("DELETE FROM live_event_listeners WHERE listener_id = $1", listener_id)
+
+
+async def payment_problems(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Captures and refunds the PSP failed and nobody has sent again (finance: retry the
+    refund, or settle it with the customer another way; db/repositories/payments.py)."""
+    return await conn.fetch(
+        """SELECT p.idempotency_key AS ref, p.order_id, p.status,
+                  p.updated_at AS waiting_since, p.updated_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('operation', p.kind, 'amount', p.amount::text,
+                                     'failure_code', p.failure_code, 'psp_id', p.psp_id)
+                      AS details
+           FROM payment_operations p
+           WHERE p.status = 'failed' AND p.kind IN ('capture', 'refund')
+             AND NOT EXISTS (SELECT 1 FROM payment_operations r
+                             WHERE r.retry_of = p.idempotency_key)
+           ORDER BY p.updated_at, p.idempotency_key""",
+        sla,
+    )
+
+
+async def payment_disputes(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Open chargebacks: finance answers the card holder's bank before the deadline."""
+    return await conn.fetch(
+        """SELECT d.dispute_id AS ref, d.order_id, d.status,
+                  d.recorded_at AS waiting_since, d.recorded_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('amount', d.amount::text, 'reason', d.reason,
+                                     'opened_at', d.opened_at)
+                      AS details
+           FROM payment_disputes d
+           WHERE d.status = 'open'
+           ORDER BY d.recorded_at, d.dispute_id""",
+        sla,
+    )

@@ -18,6 +18,15 @@ from orderflow.models.messages import (
     TrackingUpdate,
 )
 from orderflow.models.order import Address, Customer, Order, OrderItem, Payment
+from orderflow.models.payments import (
+    CaptureInput,
+    CaptureResult,
+    PaymentResult,
+    ReauthorizeResult,
+    RefundInput,
+    RefundResult,
+    VoidResult,
+)
 from orderflow.models.policy import OrderPolicy
 from orderflow.models.status import (
     SHIPPED_OR_LATER,
@@ -36,6 +45,8 @@ __all__ = [
     "Awaiting",
     "CancelRequest",
     "CancelResult",
+    "CaptureInput",
+    "CaptureResult",
     "Classification",
     "Customer",
     "Order",
@@ -46,7 +57,11 @@ __all__ = [
     "OrderWorkflowInput",
     "PackedReport",
     "Payment",
+    "PaymentResult",
     "PickedReport",
+    "ReauthorizeResult",
+    "RefundInput",
+    "RefundResult",
     "ReservationOutcome",
     "ReviewDecision",
     "RiskAssessment",
@@ -56,4 +71,5 @@ __all__ = [
     "StockReceived",
     "TimelineEntry",
     "TrackingUpdate",
+    "VoidResult",
 ]

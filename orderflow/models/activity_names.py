@@ -25,6 +25,11 @@ class ActivityName(StrEnum):
     OPEN_LOST_PARCEL_CASE = "open_lost_parcel_case"
     TAKE_REPLACEMENT_STOCK = "take_replacement_stock"
     REFUND_LOST_PARCEL = "refund_lost_parcel"
+    # The order's payment at the PSP (activities/payments.py), regular activities
+    CAPTURE_PAYMENT = "capture_payment"
+    VOID_PAYMENT = "void_payment"
+    REFUND_PAYMENT = "refund_payment"
+    REAUTHORIZE_PAYMENT = "reauthorize_payment"
     REJECT_UNPROCESSABLE = "reject_unprocessable"
     RECORD_FEEDBACK = "record_feedback"
     RECORD_PRODUCT_REVIEW = "record_product_review"

@@ -102,6 +102,21 @@ class Payment(Strict):
     status: PaymentStatus
     # Optional: a payment provider that states its currency must agree with the order's.
     currency: CurrencyCode | None = None
+    # When an authorised (not yet captured) payment lapses at the PSP. Whether it has lapsed
+    # already is checked at placement, not here: the workflow validates the order again later.
+    authorization_expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _expiry(self) -> Payment:
+        expires = self.authorization_expires_at
+        if expires is not None and expires.tzinfo is None:
+            raise ValueError(
+                "authorization_expires_at must carry a time zone, e.g. 2026-12-02T10:00:00Z"
+            )
+        # Orders placed before the field existed are read back as they were accepted.
+        if self.status == "authorized" and expires is None and not _reading_back():
+            raise ValueError("an authorized payment needs authorization_expires_at")
+        return self
 
 
 class Order(Strict):

@@ -51,7 +51,14 @@ def make_order(
         currency="EUR",
         shipping_address=shipping,
         billing_address=billing,
-        payment=Payment(method="card", transaction_id=txn, amount=total, status=status),  # type: ignore[arg-type]
+        payment=Payment(
+            method="card",
+            transaction_id=txn,
+            amount=total,
+            status=status,  # type: ignore[arg-type]
+            # An authorised payment states when it lapses.
+            authorization_expires_at=AS_OF + timedelta(days=7) if status == "authorized" else None,
+        ),
         placed_at=AS_OF,
     )
 
