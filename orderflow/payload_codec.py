@@ -22,7 +22,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from orderflow.settings import DEVELOPMENT_PAYLOAD_KEY, DEVELOPMENT_PAYLOAD_KEY_ID, Settings
 
@@ -107,5 +111,14 @@ def codec_for(settings: Settings) -> EncryptionCodec:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """The converter of every client and worker: pydantic JSON, then encrypted."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec_for(settings))
+    """The converter of every client and worker: pydantic JSON, then encrypted.
+
+    Failure messages and stack traces are encrypted too: an error can quote the data it
+    failed on, and the server keeps failures in plain text otherwise. Failures recorded
+    before (in plain text) still decode.
+    """
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec_for(settings),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

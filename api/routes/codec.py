@@ -46,7 +46,7 @@ async def _apply(request: Request, body: CodecPayloads, operation: str) -> JSONR
     try:
         payloads = json_format.ParseDict({"payloads": body.payloads}, Payloads())
     except json_format.ParseError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not payloads: {exc}") from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not payloads: {exc}") from exc
     codec = codec_for(request.app.state.settings)
     try:
         if operation == "decode":
@@ -54,7 +54,7 @@ async def _apply(request: Request, body: CodecPayloads, operation: str) -> JSONR
         else:
             done = await codec.encode(payloads.payloads)
     except PayloadKeyError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     result = json_format.MessageToDict(Payloads(payloads=done))
     response = JSONResponse({"payloads": result.get("payloads", [])})
     _cors(request, response)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import os
+from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from orderflow.payload_codec import (
     DEVELOPMENT_KEY,
@@ -20,6 +23,7 @@ from orderflow.payload_codec import (
     data_converter,
 )
 from orderflow.settings import Settings
+from stack.temporal import TemporalDevServer
 
 
 def _key() -> str:
@@ -99,3 +103,32 @@ def test_production_refuses_the_development_key() -> None:
         mode="production", payload_keys={"k1": DEVELOPMENT_KEY}, payload_key_id="k1"
     ).production_problems()
     assert "ORDERFLOW_PAYLOAD_KEYS (key 'k1') is the development key" in problems
+
+
+async def test_failure_messages_are_encrypted_and_decode_back() -> None:
+    converter = data_converter(Settings())
+    error = ApplicationError("carrier refused ann@example.com at 1 Main St", type="Refused")
+    failure = Failure()
+    await converter.encode_failure(error, failure)
+    assert b"ann@example.com" not in failure.SerializeToString()
+    assert b"Main St" not in failure.SerializeToString()
+    decoded = await converter.decode_failure(failure)
+    assert isinstance(decoded, ApplicationError)
+    assert decoded.message == "carrier refused ann@example.com at 1 Main St"
+    assert decoded.type == "Refused"
+    # A failure recorded in plain text before encryption still reads.
+    plain = Failure(message="old failure", application_failure_info={"type": "Old"})
+    old = await converter.decode_failure(plain)
+    assert isinstance(old, ApplicationError) and old.message == "old failure"
+
+
+def test_the_dev_servers_web_ui_is_pointed_at_the_codec_endpoint() -> None:
+    endpoint = "http://localhost:8000/codec"
+    server = TemporalDevServer(None, binary=Path("temporal"), ui_codec_endpoint=endpoint)
+    argv = server.command()
+    assert argv[argv.index("--ui-codec-endpoint") + 1] == endpoint
+    # A headless server has no UI to point anywhere.
+    headless = TemporalDevServer(
+        None, binary=Path("temporal"), ui=False, ui_codec_endpoint=endpoint
+    )
+    assert "--ui-codec-endpoint" not in headless.command()

@@ -450,6 +450,25 @@ def test_block_listed_postal_code_plain_or_with_country() -> None:
     assert "1010" not in reason.message
 
 
+def test_reasons_name_the_signal_never_the_customers_data() -> None:
+    # Reasons are kept in the workflow's history and shown to staff: no personal data.
+    elsewhere = Address(
+        name="Zoe Quux", line1="9 Dock Rd", city="Hamburg", postal_code="20095", country="DE"
+    )
+    abroad = Address(
+        name="Zoe Quux", line1="Calle Mayor 3", city="Palma", postal_code="07001", country="ES"
+    )
+    order = make_order(email="zoe@quux.example", shipping=elsewhere, billing=abroad)
+    config = RiskConfig.from_lists(emails=["zoe@quux.example"], postal_codes=["20095", "07001"])
+    history = make_history(customer_orders_to_address=0)
+    reasons = {r.code: r.message for r in score_order(order, history, config).reasons}
+    assert {"email_blocked", "postal_code_blocked", "country_mismatch"} <= set(reasons)
+    assert "new_shipping_address" in reasons
+    for message in reasons.values():
+        for personal in ("zoe", "quux", "Dock", "Calle", "Hamburg", "Palma", "20095", "07001"):
+            assert personal.lower() not in message.lower(), message
+
+
 # ---- configuration ----
 
 
