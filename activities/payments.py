@@ -35,7 +35,7 @@ from activities.psp_client import (
 )
 from db.repositories import orders, payments
 from orderflow.models import OrderStatus, Step
-from orderflow.models.activity_names import ActivityName
+from orderflow.models.activity_names import PAYMENT_REJECTED, ActivityName
 from orderflow.models.payments import (
     CaptureInput,
     CaptureResult,
@@ -50,8 +50,6 @@ from orderflow.models.psp import PaymentFacts, PspWebhookEvent
 from orderflow.models.status import STEP_OF_STATUS
 from orderflow.settings import Settings
 
-# The type of the non-retryable error of a request the PSP refuses as sent.
-PAYMENT_REJECTED = "PaymentRejected"
 # Finance is told of failed captures and refunds and of disputes.
 FINANCE = "finance"
 
@@ -295,7 +293,7 @@ class PaymentActivities(OrderActivities):
             if claimed is not None:
                 if expires_at is not None:
                     await payments.renew_authorization(conn, order_id, expires_at)
-                if status == "failed" and kind in ("capture", "refund"):
+                if status in ("failed", "refused") and kind in ("capture", "refund"):
                     await claimed.notify_department(
                         department=FINANCE,
                         key=f"{order_id}:payment_problem:{key}",

@@ -78,6 +78,7 @@ _EXTRA: dict[tuple[str, str], set[int]] = {
     ("POST", "/purchasing/receipts"): {404, 409, 422},
     ("POST", "/payments/events"): {401, 404, 409},
     ("POST", "/payments/{order_id}/refunds/retry"): {409, 503},
+    ("POST", "/payments/{order_id}/capture/retry"): {409, 503},
     ("GET", "/orders/{order_id}/events/stream"): {429},
     ("GET", "/events/stream"): {429},
 }

@@ -141,7 +141,7 @@ def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
     lines.append("- **Inputs**: " + "; ".join(step.inputs))
     lines.append("- **Outputs**: " + "; ".join(step.outputs))
     local = [f"`{a}`" for a in step.activities if a not in SERVICE_ACTIVITIES | PSP_ACTIVITIES]
-    service = [f"`{a}`" for a in step.activities if a in SERVICE_ACTIVITIES]
+    service = [f"`{a}`" for a in step.activities if a in SERVICE_ACTIVITIES - PSP_ACTIVITIES]
     psp = [f"`{a}`" for a in step.activities if a in PSP_ACTIVITIES]
     runs = []
     if local:

@@ -20,12 +20,8 @@ from orderflow.models.activity_names import ActivityName
 
 CUSTOMER = "customer"
 
-# Activities that call outside services (the carrier's API): regular activities with their
-# own retries. Every other activity touches only PostgreSQL and runs as a local activity.
-SERVICE_ACTIVITIES = frozenset({ActivityName.BOOK_SHIPMENT, ActivityName.FOLLOW_UP_DELIVERY})
 # Activities that call the payment service provider (activities/payments.py): regular
-# activities as well, each described at the step it serves. Until the workflow runs them
-# (then they join SERVICE_ACTIVITIES), finance sends them through the API.
+# activities with their own retries, each described at the step it serves.
 PSP_ACTIVITIES = frozenset(
     {
         ActivityName.CAPTURE_PAYMENT,
@@ -33,6 +29,12 @@ PSP_ACTIVITIES = frozenset(
         ActivityName.REFUND_PAYMENT,
         ActivityName.REAUTHORIZE_PAYMENT,
     }
+)
+# Activities that call outside services (the carrier's API, the PSP): regular activities
+# with their own retries. Every other activity touches only PostgreSQL and runs as a local
+# activity.
+SERVICE_ACTIVITIES = (
+    frozenset({ActivityName.BOOK_SHIPMENT, ActivityName.FOLLOW_UP_DELIVERY}) | PSP_ACTIVITIES
 )
 
 
@@ -262,6 +264,13 @@ STEPS: tuple[ProcessStep, ...] = (
         ),
         timers=(
             Timer(
+                "authorization_renewal_margin",
+                "before an authorised payment lapses while the order waits uncaptured",
+                "the PSP is asked to renew it; refused, the order is cancelled and the "
+                "customer told",
+                ActivityName.REAUTHORIZE_PAYMENT,
+            ),
+            Timer(
                 "backorder_reminder_interval",
                 "a backordered order waits for stock",
                 "the customer is reminded; the reservation is tried again",
@@ -351,6 +360,12 @@ STEPS: tuple[ProcessStep, ...] = (
                 "retry the booking of a parcel no carrier took (it waits PACKED meanwhile)",
                 "logistics",
                 ("retry_booking",),
+            ),
+            HumanTask(
+                "retry the capture of a payment the PSP refused (the parcel waits PACKED "
+                "meanwhile), or cancel the order",
+                "finance",
+                ("retry_capture",),
             ),
         ),
         escalation="the booking is retried with backoff while the carrier does not answer; "

@@ -38,6 +38,7 @@ from orderflow.models import (
     TrackingUpdate,
 )
 from orderflow.models.messages import (
+    CaptureRetry,
     FeedbackReceipt,
     FeedbackRequest,
     FeedbackResolved,
@@ -203,6 +204,11 @@ class OrderClient:
     async def retry_booking(self, order_id: str, request: RebookRequest | None = None) -> OrderView:
         return await self.handle(order_id).execute_update(
             OrderWorkflow.retry_booking, request or RebookRequest()
+        )
+
+    async def retry_capture(self, order_id: str, request: CaptureRetry | None = None) -> OrderView:
+        return await self.handle(order_id).execute_update(
+            OrderWorkflow.retry_capture, request or CaptureRetry()
         )
 
 

@@ -35,6 +35,7 @@ Every change to the commands a running order issues is behind `workflow.patched`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -67,8 +68,9 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TrackingUpdate,
     )
-    from orderflow.models.activity_names import UNPROCESSABLE, ActivityName
+    from orderflow.models.activity_names import PAYMENT_REJECTED, UNPROCESSABLE, ActivityName
     from orderflow.models.messages import (
+        CaptureRetry,
         CarriedState,
         FeedbackReceipt,
         FeedbackRequest,
@@ -79,6 +81,15 @@ with workflow.unsafe.imports_passed_through():
         RebookRequest,
         ReceiptConfirmation,
         ReviewReceipt,
+    )
+    from orderflow.models.payments import (
+        CaptureInput,
+        CaptureResult,
+        PaymentResult,
+        ReauthorizeResult,
+        RefundInput,
+        RefundResult,
+        VoidResult,
     )
     from orderflow.models.steps import (
         AssessRiskInput,
@@ -123,6 +134,11 @@ _SERVICE_TIMEOUT = timedelta(seconds=30)
 # A carrier's definite "no" (no carrier takes the parcel, or the booking is refused): the
 # parcel waits at PACKED for logistics instead of failing the order.
 _BOOKING_REFUSALS = ("NoCarrierAvailable", "CarrierRefused")
+# Calls to the PSP: regular activities, retried while it cannot be reached.
+_PSP_CALL: dict[str, Any] = {
+    "start_to_close_timeout": _SERVICE_TIMEOUT,
+    "retry_policy": _SERVICE_RETRY,
+}
 
 # Changes to the commands a running order issues, each behind its patch so that histories
 # recorded before replay as they ran (workflow.patched is False for them).
@@ -133,6 +149,7 @@ PATCH_CONTINUE_AS_NEW = "continue-as-new-after-shipment"
 PATCH_OFFER_ON_TIME = "backorder-cancellation-offer-on-time"
 PATCH_CARRY_BOOKING_HOLDS = "continue-as-new-carries-booking-holds"
 PATCH_UNPROCESSABLE = "unprocessable-order-rejected"
+PATCH_PSP_PAYMENTS = "payments-through-psp"
 
 
 class OrderCancelled(Exception):
@@ -148,6 +165,8 @@ class OrderWorkflow:
         self._received_at = data.received_at
         self._state = OrderState.resume(data.carried) if data.carried else OrderState()
         self._last_local: str | None = None
+        # The authorisation's renewals, beside the steps while the order waits.
+        self._renewals: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- run
     @workflow.run
@@ -156,6 +175,9 @@ class OrderWorkflow:
             # A continued run: the parcel is with the carrier; carry on from there.
             await self._unless_unprocessable(self._after_shipment())
         else:
+            # Decided once, for the whole order: orders begun before keep the old way.
+            self._state.payment.through_psp = workflow.patched(PATCH_PSP_PAYMENTS)
+            self._take_checkout_payment()
             await self._unless_unprocessable(self._steps(data))
         # From here on no new feedback or review is taken; those in flight finish first.
         self._state.aftercare.closing = True
@@ -165,6 +187,7 @@ class OrderWorkflow:
     async def _steps(self, data: OrderWorkflowInput) -> None:
         await self._local(ActivityName.RECORD_ORDER, data)
         self._set_status(OrderStatus.RECEIVED)
+        self._watch_authorization()
         try:
             await self._classify()
             if await self._review():
@@ -205,7 +228,11 @@ class OrderWorkflow:
                 reason=reason,
             ),
         )
+        recorded = self._state.progress.status is not None
         self._set_status(OrderStatus.REJECTED, reason=reason)
+        if recorded:
+            # An order step 1 never recorded has no payment on record to settle.
+            await self._settle_payment(reason)
 
     # ---------------------------------------------------------------- steps
     async def _classify(self) -> None:
@@ -270,6 +297,8 @@ class OrderWorkflow:
         review.recorded = True
         if approved:
             self._raise_if_cancelled()
+        else:
+            await self._settle_payment(f"rejected: {decision.note or 'review'}")
         return approved
 
     async def _reserve_stock(self) -> None:
@@ -358,6 +387,8 @@ class OrderWorkflow:
         self._raise_if_cancelled()
 
     async def _ship(self) -> None:
+        if self._state.payment.through_psp and self._order.payment.status == "authorized":
+            await self._capture_payment()
         booking = await self._book(reship_no=0)
         self._state.parcel.booking = booking
         self._set_status(
@@ -543,6 +574,7 @@ class OrderWorkflow:
                     reason=lost.lost_reason,
                     note=resolution.note,
                 )
+                await self._settle_payment("parcel lost")
                 lost.outcome = outcome
                 return "refunded"
             reship_no = parcel.reship_no + 1
@@ -670,7 +702,158 @@ class OrderWorkflow:
             result_type=CancelResult,
         )
         self._set_status(OrderStatus.CANCELLED, actor=request.requested_by, reason=request.reason)
+        # The cancel is answered now; the PSP's part follows (a PSP that is down delays it).
         cancellation.result = result
+        await self._settle_payment(f"cancelled: {request.reason}")
+
+    # ---------------------------------------------------------------- payment
+    # Only for orders whose payment moves through the PSP (`PaymentState.through_psp`).
+    def _take_checkout_payment(self) -> None:
+        payment = self._state.payment
+        checkout = self._order.payment
+        payment.captured = checkout.status == "captured"
+        if checkout.status == "authorized":
+            payment.authorization_expires_at = checkout.authorization_expires_at
+
+    def _watch_authorization(self) -> None:
+        if self._state.payment.awaits_renewal():
+            self._renewals = asyncio.create_task(self._keep_authorized())
+
+    async def _keep_authorized(self) -> None:
+        """Renew the authorisation `authorization_renewal_margin` before it lapses, for as
+        long as the order waits uncaptured; one the PSP will not renew cancels the order."""
+        payment = self._state.payment
+        margin = self._policy.authorization_renewal_margin
+
+        def over() -> bool:
+            return not payment.awaits_renewal() or self._state.cancellation.request is not None
+
+        renewed_at: Any = None
+        while not over():
+            assert payment.authorization_expires_at is not None
+            due = payment.authorization_expires_at - margin
+            if renewed_at is not None:
+                # A PSP that renews for less than the margin is asked again later, not at once.
+                due = max(due, renewed_at + margin / 2)
+            wait = due - workflow.now()
+            if wait > timedelta(0):
+                try:
+                    await workflow.wait_condition(over, timeout=wait)
+                    return
+                except TimeoutError:
+                    pass
+            if over():
+                return
+            payment.renewing = True
+            try:
+                result = await self._at_psp(
+                    "reauthorization",
+                    workflow.execute_activity(
+                        ActivityName.REAUTHORIZE_PAYMENT,
+                        self._order.order_id,
+                        **_PSP_CALL,
+                        result_type=ReauthorizeResult,
+                    ),
+                )
+            finally:
+                payment.renewing = False
+            renewed = result.authorization_expires_at
+            if result.ok and renewed is not None and renewed > payment.authorization_expires_at:
+                payment.authorization_expires_at = renewed
+                renewed_at = workflow.now()
+                self._note("payment authorisation renewed", expires_at=renewed.isoformat())
+                continue
+            self._note("payment authorisation not renewed", code=result.code)
+            if self._cancel_refusal() is None and self._state.cancellation.request is None:
+                self._state.cancellation.request = CancelRequest(
+                    reason="the payment authorisation expired and could not be renewed",
+                    requested_by="system",
+                )
+            return
+
+    async def _capture_payment(self) -> None:
+        """Capture an authorised payment before the parcel is handed over, for the amount
+        shipped (the whole order); a capture the PSP refuses holds the parcel at PACKED with
+        a task in finance's queue, until finance retries it (`retry_capture`) or cancels."""
+        payment = self._state.payment
+        while not payment.captured:
+            await workflow.wait_condition(lambda: not payment.renewing)
+            self._raise_if_cancelled()
+            payment.captures += 1
+            capture = CaptureInput(
+                order_id=self._order.order_id,
+                amount=self._order.payment.amount,
+                sequence=payment.captures,
+            )
+            result = await self._at_psp(
+                "capture",
+                workflow.execute_activity(
+                    ActivityName.CAPTURE_PAYMENT, capture, **_PSP_CALL, result_type=CaptureResult
+                ),
+            )
+            payment.capture_outcomes += 1
+            if result.ok:
+                payment.captured = True
+                self._note("payment captured", amount=str(result.amount), psp_id=result.psp_id)
+                break
+            self._note("payment capture refused: the parcel waits for finance", code=result.code)
+            self._set_awaiting(Awaiting.PAYMENT_CAPTURE)
+
+            def retried(seen: int = payment.capture_requests) -> bool:
+                return payment.capture_requests > seen
+
+            await self._wait(retried, None)
+            self._set_awaiting(None)
+        self._raise_if_cancelled()
+
+    async def _settle_payment(self, reason: str) -> None:
+        """The order closed before it was paid for in full: an authorisation not captured is
+        voided, money captured is refunded. A refusal goes to finance's queue (the activity
+        puts it there) and shows on the timeline; the order stays closed."""
+        payment = self._state.payment
+        payment.settled = True
+        if not payment.through_psp or self._order.payment.status not in ("authorized", "captured"):
+            # A payment that failed at checkout holds nothing at the PSP.
+            return
+        await workflow.wait_condition(lambda: not payment.renewing)
+        result: PaymentResult
+        if payment.captured:
+            refund = RefundInput(order_id=self._order.order_id, reason=reason[:200])
+            result = await self._at_psp(
+                "refund",
+                workflow.execute_activity(
+                    ActivityName.REFUND_PAYMENT, refund, **_PSP_CALL, result_type=RefundResult
+                ),
+            )
+            failed = "payment refund failed: in finance's queue"
+        else:
+            result = await self._at_psp(
+                "void",
+                workflow.execute_activity(
+                    ActivityName.VOID_PAYMENT,
+                    self._order.order_id,
+                    **_PSP_CALL,
+                    result_type=VoidResult,
+                ),
+            )
+            failed = "payment authorisation not released"
+        # The PSP's answer is on the order's events either way; the workflow's own timeline
+        # names only what a person must act on.
+        if not result.ok:
+            self._note(failed, code=result.code)
+
+    async def _at_psp(self, operation: str, call: Awaitable[PaymentResult]) -> PaymentResult:
+        """One operation at the PSP, retried while the PSP is unreachable; a request it
+        refuses as sent (already recorded, and told to finance) comes back as not ok."""
+        try:
+            return await call
+        except ActivityError as err:
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == PAYMENT_REJECTED):
+                raise
+            return PaymentResult.model_validate(
+                {"ok": False, "operation": operation, "status": "failed", "code": "rejected"}
+            )
 
     # ---------------------------------------------------------------- messages
     @workflow.query
@@ -807,6 +990,22 @@ class OrderWorkflow:
     def _validate_retry_booking(self, request: RebookRequest) -> None:
         if self._awaiting() != Awaiting.CARRIER_BOOKING:
             raise self._wrong_state("is not waiting for a carrier booking")
+
+    @workflow.update
+    async def retry_capture(self, request: CaptureRetry) -> OrderView:
+        payment = self._state.payment
+        seen = payment.capture_outcomes
+        payment.capture_requests += 1
+        self._note("payment capture retried", actor=request.by, comment=request.note)
+        await workflow.wait_condition(
+            lambda: payment.capture_outcomes > seen or self._cancel_finished()
+        )
+        return self.view()
+
+    @retry_capture.validator
+    def _validate_retry_capture(self, request: CaptureRetry) -> None:
+        if self._awaiting() != Awaiting.PAYMENT_CAPTURE:
+            raise self._wrong_state("is not waiting for its payment to be captured")
 
     @workflow.update
     async def resolve_lost_parcel(self, resolution: LostParcelResolution) -> LostParcelOutcome:

@@ -189,6 +189,37 @@ class AftercareState(Part):
         return True
 
 
+class PaymentState(Part):
+    """The order's payment at the PSP: an authorisation is captured when the parcel is
+    handed over, renewed while the order waits, voided or refunded when the order closes."""
+
+    # Moved through the PSP (decided once, by the first run's patch; runs that began before
+    # that carry False and keep the old way: the checkout captured, refunds are ledger rows).
+    through_psp: bool = False
+    # The rest matters only until the parcel is handed over, when the payment is captured:
+    # a continued run starts captured (`OrderState.resume`).
+    captured: PerRun[bool] = False
+    # Captures asked so far: the n-th is the PSP's operation `capture-<order>-<n>`.
+    captures: PerRun[int] = 0
+    # When the authorisation lapses unless renewed; None when nothing waits on it.
+    authorization_expires_at: PerRun[datetime | None] = None
+    # Counters the `retry_capture` Update waits on.
+    capture_requests: PerRun[int] = 0
+    capture_outcomes: PerRun[int] = 0
+    # A renewal is being asked: a capture waits for its answer.
+    renewing: PerRun[bool] = False
+    # The order is closing (cancelled, rejected): nothing more to renew.
+    settled: PerRun[bool] = False
+
+    def awaits_renewal(self) -> bool:
+        return (
+            self.through_psp
+            and not self.captured
+            and not self.settled
+            and self.authorization_expires_at is not None
+        )
+
+
 class CancellationState(Part):
     """A cancel taken (Update or durable signal) and its result, once the order is undone.
     Never carried: a cancel is refused once the parcel is with the carrier."""
@@ -210,6 +241,7 @@ class OrderState(BaseModel):
     tracking: TrackingState = Field(default_factory=TrackingState)
     lost_parcel: LostParcelState = Field(default_factory=LostParcelState)
     aftercare: AftercareState = Field(default_factory=AftercareState)
+    payment: PaymentState = Field(default_factory=PaymentState)
     cancellation: CancellationState = Field(default_factory=CancellationState)
 
     def parts(self) -> list[Part]:
@@ -236,6 +268,7 @@ class OrderState(BaseModel):
                 setattr(part, name, copy.copy(getattr(carried, name)))
         # The parcel was with the carrier when the last run continued.
         state.parcel.shipping_started = True
+        state.payment.captured = True
         return state
 
 

@@ -5,7 +5,10 @@
 - `GET /payments/{order_id}` (admin): the order's ledger, its operations, disputes and the
   PSP's events about it;
 - `POST /payments/{order_id}/refunds/retry` (admin): send a failed refund again, under a
-  new idempotency key that names the failed one.
+  new idempotency key that names the failed one;
+- `POST /payments/{order_id}/capture/retry` (admin, for finance): an order whose capture
+  the PSP refused waits at PACKED; this asks the order to capture again (and ship once it
+  is paid). To give up instead, cancel the order: its authorisation is voided.
 """
 
 from __future__ import annotations
@@ -16,15 +19,22 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.effects import Effects
 from activities.payments import PaymentActivities, apply_webhook_event, order_of_event
 from activities.psp_client import PspClient, PspUnavailable
 from api.auth import Principal, require
-from api.deps import pool_of, settings_of
+from api.deps import (
+    order_client_of,
+    order_status_or_404,
+    pool_of,
+    settings_of,
+    workflow_errors_as_http,
+)
 from db.repositories import payments
+from orderflow.models.messages import CaptureRetry
 from orderflow.models.payments import PaymentResult
 from orderflow.models.psp import PspWebhookEvent
 from orderflow.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
@@ -168,6 +178,34 @@ async def retry_refund(
             ) from exc
         except ApplicationError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
+class CaptureRetryBody(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class CaptureRetryResponse(BaseModel):
+    order_id: str
+    status: str
+    # Still `payment_capture` when the PSP refused again.
+    awaiting: str | None
+
+
+@router.post("/payments/{order_id}/capture/retry", response_model=CaptureRetryResponse)
+async def retry_capture(
+    order_id: str,
+    body: CaptureRetryBody,
+    request: Request,
+    who: Annotated[Principal, Depends(require("admin"))],
+) -> CaptureRetryResponse:
+    """Capture a held order's payment again; answers once the PSP has answered. 409 when the
+    order is not waiting for its capture."""
+    await order_status_or_404(request, order_id)
+    with workflow_errors_as_http(order_id):
+        view = await order_client_of(request).retry_capture(
+            order_id, CaptureRetry(by=who.actor, note=body.note)
+        )
+    return CaptureRetryResponse(order_id=order_id, status=view.status, awaiting=view.awaiting)
 
 
 def _plain(row: Any) -> dict[str, Any]:

@@ -211,8 +211,10 @@ async def unregister_listener(conn: Conn, listener_id: str) -> None:
 
 
 async def payment_problems(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
-    """Captures and refunds the PSP failed and nobody has sent again (finance: retry the
-    refund, or settle it with the customer another way; db/repositories/payments.py)."""
+    """Captures and refunds the PSP failed or refused and nobody has sent again. A refused
+    capture holds the order's parcel at PACKED: finance retries it (the order asks the PSP
+    again) or cancels the order; a refund finance retries, or settles with the customer
+    another way (db/repositories/payments.py)."""
     return await conn.fetch(
         """SELECT p.idempotency_key AS ref, p.order_id, p.status,
                   p.updated_at AS waiting_since, p.updated_at + $1::interval AS due_at,
@@ -221,9 +223,16 @@ async def payment_problems(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
                                      'failure_code', p.failure_code, 'psp_id', p.psp_id)
                       AS details
            FROM payment_operations p
-           WHERE p.status = 'failed' AND p.kind IN ('capture', 'refund')
+           WHERE p.status IN ('failed', 'refused') AND p.kind IN ('capture', 'refund')
              AND NOT EXISTS (SELECT 1 FROM payment_operations r
                              WHERE r.retry_of = p.idempotency_key)
+             AND NOT (p.kind = 'capture'
+                      AND (EXISTS (SELECT 1 FROM payment_operations c
+                                   WHERE c.order_id = p.order_id AND c.kind = 'capture'
+                                     AND c.id > p.id)
+                           OR EXISTS (SELECT 1 FROM orders o
+                                      WHERE o.order_id = p.order_id
+                                        AND o.status IN ('CANCELLED', 'REJECTED'))))
            ORDER BY p.updated_at, p.idempotency_key""",
         sla,
     )

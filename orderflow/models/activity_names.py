@@ -44,3 +44,6 @@ class ActivityName(StrEnum):
 # The type of the non-retryable error a local activity fails with when its data can never be
 # processed (activities/failures.py): the order workflow rejects the order with the reason.
 UNPROCESSABLE = "Unprocessable"
+# The type of the non-retryable error of a payment operation the PSP refuses as sent
+# (activities/payments.py): retrying cannot pass, finance takes it from its queue.
+PAYMENT_REJECTED = "PaymentRejected"

@@ -197,6 +197,13 @@ class RebookRequest(Strict):
     note: Note | None = None
 
 
+class CaptureRetry(Strict):
+    """Finance asks a parcel held for its payment to be captured again."""
+
+    by: Actor = "finance"
+    note: Note | None = None
+
+
 class CarriedState(Strict):
     """What a run hands to the next when it continues as new (from shipment on).
 
@@ -223,6 +230,8 @@ class CarriedState(Strict):
     runs: int = 1
     # Refused bookings so far: each hold's event key is numbered by it.
     booking_holds: int = 0
+    # The payment moves through the PSP (runs from before that carry False).
+    through_psp: bool = False
 
 
 OrderWorkflowInput.model_rebuild()

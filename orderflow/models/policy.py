@@ -33,6 +33,9 @@ class OrderPolicy(BaseModel):
     # Step 8: completion
     quiet_period: timedelta = timedelta(days=3)
     review_window: timedelta = timedelta(days=14)
+    # Payment: an authorisation (not yet captured) is renewed this long before it lapses,
+    # while the order still waits (review, backorder, warehouse, a held booking or capture).
+    authorization_renewal_margin: timedelta = timedelta(days=1)
     # A run whose history reaches this many events (or that the server finds large)
     # continues as new with its state, from shipment on.
     continue_as_new_history_length: int = Field(default=8000, ge=20)

@@ -32,6 +32,7 @@ class Awaiting(StrEnum):
     PICKED = "picked"
     PACKED = "packed"
     CARRIER_BOOKING = "carrier_booking"
+    PAYMENT_CAPTURE = "payment_capture"
     DELIVERY = "delivery"
     LOST_PARCEL_RESOLUTION = "lost_parcel_resolution"
     RECEIPT_CONFIRMATION = "receipt_confirmation"

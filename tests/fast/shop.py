@@ -43,6 +43,14 @@ from orderflow.models import (
 )
 from orderflow.models.activity_names import UNPROCESSABLE, ActivityName
 from orderflow.models.messages import FeedbackReceipt, LostParcelOutcome, ReviewReceipt
+from orderflow.models.payments import (
+    CaptureInput,
+    CaptureResult,
+    ReauthorizeResult,
+    RefundInput,
+    RefundResult,
+    VoidResult,
+)
 from orderflow.models.steps import (
     AssessRiskInput,
     BackorderReminderInput,
@@ -120,6 +128,11 @@ class FakeShop:
         # activity -> the message it fails with for good (non-retryable, as a real local
         # activity fails on data it can never process: activities/failures.py)
         self.unprocessable: dict[ActivityName, str] = {}
+        # the payment service provider: the next N captures are declined; renewals of an
+        # authorisation are declined, or last this long from when they were asked
+        self.refuse_captures = 0
+        self.refuse_renewals = False
+        self.renewal_lasts = timedelta(days=7)
         # --- what happened
         self.orders: dict[str, Order] = {}
         self.undone: list[str] = []
@@ -174,6 +187,10 @@ class FakeShop:
             self.record_feedback,
             self.record_product_review,
             self.reject_unprocessable,
+            self.capture_payment,
+            self.void_payment,
+            self.refund_payment,
+            self.reauthorize_payment,
         ]
 
     # ------------------------------------------------------------------ internals
@@ -336,6 +353,41 @@ class FakeShop:
             released_lines=released,
         )
         return self._cancel_result
+
+    # ------------------------------------------------------------------ the PSP
+    @activity.defn(name=ActivityName.CAPTURE_PAYMENT)
+    async def capture_payment(self, data: CaptureInput) -> CaptureResult:
+        await self._call(ActivityName.CAPTURE_PAYMENT, data)
+        key = f"capture-{data.order_id}-{data.sequence}"
+        if self.refuse_captures > 0:
+            self.refuse_captures -= 1
+            return CaptureResult(ok=False, status="refused", code="declined", idempotency_key=key)
+        return CaptureResult(ok=True, status="succeeded", amount=data.amount, idempotency_key=key)
+
+    @activity.defn(name=ActivityName.VOID_PAYMENT)
+    async def void_payment(self, order_id: str) -> VoidResult:
+        self.calls.append(
+            Call(ActivityName.VOID_PAYMENT, order_id, activity.info().workflow_run_id)
+        )
+        return VoidResult(ok=True, status="succeeded", idempotency_key=f"void-{order_id}-1")
+
+    @activity.defn(name=ActivityName.REFUND_PAYMENT)
+    async def refund_payment(self, data: RefundInput) -> RefundResult:
+        await self._call(ActivityName.REFUND_PAYMENT, data)
+        return RefundResult(ok=True, status="pending", amount=self._total(data.order_id))
+
+    @activity.defn(name=ActivityName.REAUTHORIZE_PAYMENT)
+    async def reauthorize_payment(self, order_id: str) -> ReauthorizeResult:
+        info = activity.info()
+        self.calls.append(Call(ActivityName.REAUTHORIZE_PAYMENT, order_id, info.workflow_run_id))
+        if self.refuse_renewals:
+            return ReauthorizeResult(ok=False, status="refused", code="authorization_expired")
+        # From the (skipped) time of the server that scheduled it, as the workflow sees time.
+        return ReauthorizeResult(
+            ok=True,
+            status="succeeded",
+            authorization_expires_at=info.current_attempt_scheduled_time + self.renewal_lasts,
+        )
 
     @activity.defn(name=ActivityName.REJECT_UNPROCESSABLE)
     async def reject_unprocessable(self, data: UnprocessableInput) -> None:

@@ -66,7 +66,12 @@ async def _cancelled_once(
         released_lines=released_lines,
     )
     assert shop.count(ActivityName.CANCEL_ORDER) == 1, shop.names()
-    assert shop.names()[-1] == ActivityName.CANCEL_ORDER, "no step may run after the undo"
+    # After the undo only the money goes back: the payment (captured at checkout) once.
+    assert shop.names()[-2:] == [ActivityName.CANCEL_ORDER, ActivityName.REFUND_PAYMENT], (
+        "no step may run after the undo"
+    )
+    (refund,) = shop.inputs(ActivityName.REFUND_PAYMENT)
+    assert refund.amount is None and refund.reason.startswith("cancelled: ")
     assert shop.undone == undone
     (request,) = [data.request for data in shop.inputs(ActivityName.CANCEL_ORDER)]
     assert request.requested_by == by
@@ -103,6 +108,7 @@ async def test_cancel_with_the_first_task_stops_the_order_at_classified(idle: Ha
         ActivityName.RECORD_ORDER,
         ActivityName.CLASSIFY_ORDER,
         ActivityName.CANCEL_ORDER,
+        ActivityName.REFUND_PAYMENT,
     ]
 
 
@@ -122,6 +128,7 @@ async def test_cancel_left_before_step_1_is_carried_out_once_when_a_worker_runs(
         ActivityName.RECORD_ORDER,
         ActivityName.CLASSIFY_ORDER,
         ActivityName.CANCEL_ORDER,
+        ActivityName.REFUND_PAYMENT,
     ]
     assert shop.undone == [PAYMENT_REFUNDED]
     assert shop.inputs(ActivityName.CANCEL_ORDER)[0].request == left

@@ -68,6 +68,7 @@ FIELD_PROOFS = {
     "lost_cases": "test_continue_as_new_keeps_case_and_replacement_numbers_and_the_weight",
     "booking_holds": "test_booking_hold_after_continue_as_new_gets_its_own_attempt_and_key",
     "lost_reason": "test_a_run_resumed_with_a_lost_parcel_opens_the_next_case_at_once",
+    "through_psp": "test_a_continued_run_refunds_a_lost_parcel_through_the_psp_as_begun",
     "tracking_inbox": "test_continue_as_new_carries_events_that_came_while_it_waited_for_a_handler",
     "holding_tickets": "test_a_run_resumed_with_an_open_complaint_completes_only_once_it_is_resolved",
 }
@@ -380,6 +381,37 @@ async def test_a_run_resumed_with_a_lost_parcel_opens_the_next_case_at_once(
         order.order_id, LostParcelResolution(action="reship")
     )
     assert outcome.tracking_number == tracking_number(order.order_id, 2)
+
+
+@pytest.mark.parametrize("through_psp", [True, False], ids=["psp", "begun-before-the-psp"])
+async def test_a_continued_run_refunds_a_lost_parcel_through_the_psp_as_begun(
+    harness: Harness, through_psp: bool
+) -> None:
+    order = harness.order()
+    oid = order.order_id
+    if through_psp:
+        await harness.place(order, policy=CONTINUING)
+        runs = await harness.continued(oid, beyond=1)
+        carried = runs[-1].carried
+        assert carried is not None and carried.through_psp
+    else:
+        # A run that continued on the code before the PSP: it carries no `through_psp`.
+        shipped = await _shipped(harness, oid)
+        assert not shipped.through_psp
+        await harness.place(order, policy=CONTINUING, carried=shipped)
+    await harness.settle(oid)
+    await harness.track(oid, "LOST")
+    await harness.until(oid, lambda v: v.awaiting == Awaiting.LOST_PARCEL_RESOLUTION, "lost case")
+    await harness.storefront.resolve_lost_parcel(oid, LostParcelResolution(action="refund"))
+    assert (await harness.result(oid)).status == OrderStatus.CANCELLED
+    refunds = harness.shop.inputs(ActivityName.REFUND_PAYMENT)
+    if through_psp:
+        (refund,) = refunds
+        assert (refund.reason, refund.amount) == ("parcel lost", None)
+        first_run = harness.shop.runs_of(ActivityName.RECORD_ORDER)[0]
+        assert harness.shop.runs_of(ActivityName.REFUND_PAYMENT)[0] != first_run
+    else:
+        assert refunds == []
 
 
 async def test_a_run_resumed_with_an_open_complaint_completes_only_once_it_is_resolved(

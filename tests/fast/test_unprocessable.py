@@ -42,8 +42,11 @@ async def test_a_step_that_fails_for_good_rejects_the_order_with_the_reason(
     assert final.status == OrderStatus.REJECTED
     assert final.timeline[-1].status == OrderStatus.REJECTED
     assert final.timeline[-1].details["reason"] == reason
-    # Tried once (non-retryable), then the order was rejected: nothing after it ran.
-    assert shop.names() == [*before, failing, ActivityName.REJECT_UNPROCESSABLE]
+    # Tried once (non-retryable), then the order was rejected: nothing after it ran but
+    # the refund of the payment captured at checkout, when step 1 had recorded it.
+    refunded = [ActivityName.REFUND_PAYMENT] if failing != ActivityName.RECORD_ORDER else []
+    assert shop.names() == [*before, failing, ActivityName.REJECT_UNPROCESSABLE, *refunded]
+    assert [r.reason for r in shop.inputs(ActivityName.REFUND_PAYMENT)] == [reason] * len(refunded)
     (rejected,) = shop.inputs(ActivityName.REJECT_UNPROCESSABLE)
     assert (rejected.step, rejected.activity, rejected.reason) == (step, failing.value, reason)
     assert shop.told[-1] == f"customer_service: {reason}"

@@ -9,7 +9,6 @@ records say what happened there. The simulator posts its signed webhooks to the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -35,76 +34,21 @@ from orderflow.models import CaptureInput, Order, OrderPolicy, RefundInput
 from orderflow.models.psp import PaymentFacts
 from orderflow.settings import Settings, get_settings
 from orderflow.signing import signed_headers
-from simulators.psp import PspSimulator
-from simulators.psp import create_app as create_psp
 from stack.supervisor import free_port
 from tests.helpers import order_json
-from tests.servers import Stack, fresh_database, prepare, running_stack, serve
+from tests.servers import (
+    FAST_PSP,
+    Psp,
+    Stack,
+    fresh_database,
+    prepare,
+    psp_simulator,
+    running_stack,
+)
 
 pytestmark = pytest.mark.integration
 
 WAIT = 15.0
-# Quick retries: an outage of the simulator is two 503s, not minutes.
-FAST_PSP: dict[str, Any] = {
-    "psp_http_timeout_seconds": 3.0,
-    "psp_client_attempts": 4,
-    "psp_client_backoff_seconds": 0.02,
-    "psp_client_backoff_max_seconds": 0.1,
-    "psp_simulator_webhook_delay_seconds": 0.05,
-    "psp_simulator_webhook_attempts": 6,
-    "psp_simulator_webhook_backoff_seconds": 0.05,
-    "psp_simulator_webhook_backoff_max_seconds": 0.2,
-}
-
-
-@dataclass
-class Psp:
-    sim: PspSimulator
-    url: str
-    settings: Settings
-
-    async def control(self, **changes: Any) -> None:
-        async with self.raw() as http:
-            response = await http.post("/control", json=changes)
-            assert response.status_code == 200, response.text
-
-    def raw(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.settings.psp_api_key}"},
-            timeout=5.0,
-        )
-
-    async def checkout(self, transaction_id: str, amount: str, *, capture: bool) -> None:
-        async with self.raw() as http:
-            response = await http.post(
-                "/payments",
-                json={
-                    "transaction_id": transaction_id,
-                    "amount": amount,
-                    "currency": "EUR",
-                    "capture": capture,
-                },
-                headers={"Idempotency-Key": f"checkout-{transaction_id}"},
-            )
-            assert response.status_code == 201, response.text
-
-    async def dispute(self, transaction_id: str) -> str:
-        async with self.raw() as http:
-            response = await http.post(f"/payments/{transaction_id}/disputes", json={})
-            assert response.status_code == 201, response.text
-            dispute_id: str = response.json()["dispute_id"]
-            return dispute_id
-
-
-@contextlib.asynccontextmanager
-async def psp_simulator(settings: Settings, port: int) -> AsyncIterator[Psp]:
-    app = create_psp(settings)
-    async with serve(app, port):
-        try:
-            yield Psp(app.state.simulator, f"http://127.0.0.1:{port}", settings)
-        finally:
-            await app.state.simulator.idle()
 
 
 @dataclass
@@ -120,24 +64,15 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(temporal_env: WorkflowEnvironment, database_url: str) -> AsyncIterator[World]:
-    psp_port = free_port()
     async with running_stack(
-        temporal_env,
-        database_url,
-        policy=OrderPolicy.instant(),
-        with_worker=False,
-        psp_api_url=f"http://127.0.0.1:{psp_port}",
-        **FAST_PSP,
+        temporal_env, database_url, policy=OrderPolicy.instant(), with_worker=False
     ) as stack:
         # The simulator posts to the API's webhook (running_stack points it there).
         assert stack.settings.psp_webhook_url.endswith(
             f":{stack.settings.api_port}/payments/events"
         )
-        async with (
-            psp_simulator(stack.settings, psp_port) as psp,
-            PspClient(stack.settings) as client,
-        ):
-            yield World(stack, psp, PaymentActivities(stack.pool, stack.settings, client))
+        async with PspClient(stack.settings) as client:
+            yield World(stack, stack.psp, PaymentActivities(stack.pool, stack.settings, client))
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from orderflow.models import (
     ReviewDecision,
     StockReceived,
 )
-from orderflow.models.messages import FeedbackRequest, ProductReview
+from orderflow.models.messages import CaptureRetry, FeedbackRequest, ProductReview
 from tests.helpers import order_json, wait_for_status
 from tests.servers import (
     Stack,
@@ -92,8 +92,9 @@ async def cancel_requested_before_recorded(stack: Stack) -> str:
     return order.order_id
 
 
-async def backordered_then_received(stack: Stack) -> str:
-    sku = f"SKU-REC-{uuid.uuid4().hex[:6].upper()}"
+async def _out_of_stock(stack: Stack, prefix: str) -> str:
+    """A product of its own with nothing on hand."""
+    sku = f"{prefix}-{uuid.uuid4().hex[:6].upper()}"
     async with stack.pool.acquire() as conn:
         await catalogue.upsert_product(
             conn,
@@ -104,6 +105,11 @@ async def backordered_then_received(stack: Stack) -> str:
             bin_location="R-1",
         )
         await catalogue.ensure_stock(conn, sku=sku, on_hand=0, reorder_point=0, order_up_to=0)
+    return sku
+
+
+async def backordered_then_received(stack: Stack) -> str:
+    sku = await _out_of_stock(stack, "SKU-REC")
     order = Order.model_validate(order_json(items=[(sku, 1)]))
     await stack.storefront.place_order(order)
     await wait_for_status(stack.pool, order.order_id, "BACKORDERED")
@@ -143,6 +149,105 @@ async def unprocessable_order_rejected(stack: Stack) -> str:
     return order.order_id
 
 
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(300):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the order never got there")
+
+
+def _authorised(lasts: timedelta = timedelta(days=7)) -> Order:
+    body = order_json()
+    expires = datetime.now(UTC) + lasts
+    body["payment"] |= {"status": "authorized", "authorization_expires_at": expires.isoformat()}
+    return Order.model_validate(body)
+
+
+async def authorised_captured_at_shipment(stack: Stack) -> str:
+    order = _authorised()
+    await stack.storefront.place_order(order)
+    return order.order_id
+
+
+async def capture_refused_then_retried(stack: Stack) -> str:
+    await stack.psp.control(mode="refuse")
+    order = _authorised()
+    await stack.storefront.place_order(order)
+    await wait_for_status(stack.pool, order.order_id, "PACKED")
+
+    async def held() -> bool:
+        view = await stack.storefront.get_status(order.order_id)
+        return view.awaiting == "payment_capture"
+
+    await _until(held)
+    await stack.psp.control(mode="normal")
+    await stack.storefront.retry_capture(order.order_id, CaptureRetry(by="fay", note="card ok"))
+    return order.order_id
+
+
+async def authorised_cancelled_voided(stack: Stack) -> str:
+    order = _authorised()
+    await stack.storefront.place_order(order, policy=MANUAL)
+    await wait_for_status(stack.pool, order.order_id, "PICKING")
+    await stack.storefront.cancel(order.order_id, "changed my mind")
+    return order.order_id
+
+
+async def captured_cancelled_refunded(stack: Stack) -> str:
+    order = Order.model_validate(order_json())
+    await stack.storefront.place_order(order, policy=MANUAL)
+    await wait_for_status(stack.pool, order.order_id, "PICKING")
+    await stack.storefront.cancel(order.order_id, "changed my mind")
+    return order.order_id
+
+
+async def _backordered(stack: Stack, order_lasts: timedelta) -> tuple[str, Order]:
+    sku = await _out_of_stock(stack, "SKU-AUT")
+    body = order_json(items=[(sku, 1)])
+    body["payment"] |= {
+        "status": "authorized",
+        "authorization_expires_at": (datetime.now(UTC) + order_lasts).isoformat(),
+    }
+    return sku, Order.model_validate(body)
+
+
+async def authorisation_renewed_while_backordered(stack: Stack) -> str:
+    """The authorisation lapses within the renewal margin: renewed at once, then the goods
+    come and the order ships."""
+    sku, order = await _backordered(stack, timedelta(hours=12))
+    await stack.storefront.place_order(order)
+    await wait_for_status(stack.pool, order.order_id, "BACKORDERED")
+
+    async def renewed() -> bool:
+        return bool(
+            await stack.pool.fetchval(
+                """SELECT count(*) FROM payment_operations
+                   WHERE order_id = $1 AND kind = 'reauthorization' AND status = 'succeeded'""",
+                order.order_id,
+            )
+        )
+
+    await _until(renewed)
+    async with stack.pool.acquire() as conn, conn.transaction():
+        await inventory.receive_stock(
+            conn, sku=sku, quantity=1, receipt_key=uuid.uuid4().hex, received_by="recorder"
+        )
+    await stack.storefront.stock_received(order.order_id, StockReceived(sku=sku, quantity=1))
+    return order.order_id
+
+
+async def authorisation_refused_cancelled(stack: Stack) -> str:
+    """The PSP will not renew an authorisation about to lapse: the order is cancelled."""
+    await stack.psp.control(mode="refuse")
+    _, order = await _backordered(stack, timedelta(hours=12))
+    await stack.storefront.place_order(order)
+    await wait_for_status(stack.pool, order.order_id, "CANCELLED")
+    await stack.storefront.handle(order.order_id).result()
+    await stack.psp.control(reset=True)
+    return order.order_id
+
+
 SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "automatic_path_completed": automatic_path_completed,
     "flagged_then_approved": flagged_then_approved,
@@ -152,6 +257,12 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "cancel_requested_before_recorded": cancel_requested_before_recorded,
     "manual_path_feedback_and_review": manual_path_feedback_and_review,
     "unprocessable_order_rejected": unprocessable_order_rejected,
+    "authorised_captured_at_shipment": authorised_captured_at_shipment,
+    "capture_refused_then_retried": capture_refused_then_retried,
+    "authorised_cancelled_voided": authorised_cancelled_voided,
+    "captured_cancelled_refunded": captured_cancelled_refunded,
+    "authorisation_renewed_while_backordered": authorisation_renewed_while_backordered,
+    "authorisation_refused_cancelled": authorisation_refused_cancelled,
 }
 
 
