@@ -2,7 +2,9 @@
 
 The customer reads the same order and the same event stream as operators, less the shop's
 own risk review: its score, its reasons, whether it flagged the order, and the reviewers'
-notes. Statuses and event kinds stay, so both views tell the same story.
+notes, and the PSP's workings (its ids, idempotency keys, failure codes) of the payment
+events, of which the customer sees the amount. Statuses and event kinds stay, so both views
+tell the same story.
 
 `open_actions` tells the customer's page which buttons to show. It is derived from what
 PostgreSQL knows, which trails the workflow by moments; the workflow's validators have the
@@ -35,6 +37,8 @@ RISK_REVIEW_KINDS = frozenset(
 _REVIEW_DETAILS_SHOWN = frozenset({"decision", "timed_out", "auto"})
 # Risk keys wherever they turn up (e.g. the workflow's own timeline at PENDING_REVIEW).
 _RISK_KEYS = frozenset({"score", "reasons", "flagged", "risk_score", "risk_reasons"})
+# What a customer may know of a payment event (`payment_<operation>_<outcome>`).
+_PAYMENT_DETAILS_SHOWN = frozenset({"amount"})
 
 
 def customer_details(
@@ -47,6 +51,8 @@ def customer_details(
     # timeline entries have no kind of their own).
     if kind in RISK_REVIEW_KINDS or (step == Step.REVIEW and status is not None):
         return {k: v for k, v in details.items() if k in _REVIEW_DETAILS_SHOWN}
+    if kind is not None and kind.startswith("payment_"):
+        return {k: v for k, v in details.items() if k in _PAYMENT_DETAILS_SHOWN}
     return {k: v for k, v in details.items() if k not in _RISK_KEYS}
 
 

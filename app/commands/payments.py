@@ -1,4 +1,6 @@
-"""`orderflow payments reconcile [--json]`: the shop's payment ledger against the PSP.
+"""`orderflow payments reconcile [--json]`: the shop's payment ledger against the PSP;
+`orderflow payments show ORDER_ID` and `orderflow payments retry-capture ORDER_ID`:
+finance's view of an order's payment and its answer to a refused capture (through the API).
 
 Reads the ledger from PostgreSQL (`DATABASE_URL`, as `orderflow report` does) and every
 payment the PSP holds through its API (`ORDERFLOW_PSP_API_URL`, `ORDERFLOW_PSP_API_KEY`),
@@ -16,6 +18,7 @@ import typer
 from rich.console import Console
 
 from activities.psp_client import PspClient, PspClientError
+from app.commands.api_client import call_api, print_json
 from db.pool import connect
 from db.repositories import payments
 from orderflow.settings import Settings, get_settings
@@ -104,3 +107,20 @@ def reconcile_command(
         )
     if mismatches:
         raise typer.Exit(1)
+
+
+@app.command("show")
+def show_command(order_id: str) -> None:
+    """The order's payment: checkout, captured, refunded, disputed, every operation."""
+    print_json(call_api("GET", f"/payments/{order_id}", role="admin"))
+
+
+@app.command("retry-capture")
+def retry_capture_command(
+    order_id: str, note: Annotated[str | None, typer.Option(help="Why, for the timeline.")] = None
+) -> None:
+    """Capture again the payment of an order held at PACKED after the PSP refused it (to
+    give up instead, cancel the order: its authorisation is voided)."""
+    print_json(
+        call_api("POST", f"/payments/{order_id}/capture/retry", role="admin", body={"note": note})
+    )

@@ -33,6 +33,21 @@ def test_risk_review_events_keep_the_outcome_only() -> None:
     ) == {"auto": False}
 
 
+@pytest.mark.parametrize(
+    "kind", ["payment_refund_failed", "payment_dispute_opened", "payment_capture_succeeded"]
+)
+def test_payment_events_show_the_customer_the_amount_only(kind: str) -> None:
+    details = {
+        "amount": "25.00",
+        "psp_id": "re_1",
+        "idempotency_key": "refund-A-1",
+        "code": "account_closed",
+        "dispute_id": "dp_9",
+    }
+    shown = customer_details(step=6, kind=kind, status=None, details=details)
+    assert shown == {"amount": "25.00"}
+
+
 def test_other_events_keep_their_details_but_any_risk_key() -> None:
     shipped = {"carrier": "dhl", "tracking_number": "DHL123"}
     assert customer_details(step=6, kind="shipped", status="SHIPPED", details=shipped) == shipped
