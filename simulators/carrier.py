@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -53,10 +51,9 @@ from orderflow.models.carrier import (
 )
 from orderflow.models.messages import TrackingStatus
 from orderflow.settings import Settings, get_settings
-from orderflow.signing import carrier_secret, signed_headers
+from orderflow.signing import carrier_secret
 from policies.carrier_choice import quote
-
-log = logging.getLogger(__name__)
+from simulators.signed_post import Retries, post_signed
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DELIVERY_PLAN: tuple[TrackingStatus, ...] = ("IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED")
@@ -345,42 +342,22 @@ class CarrierSimulator:
             },
             separators=(",", ":"),
         ).encode()
-        secret = carrier_secret(self.settings, shipment.carrier)
         delivery = WebhookDelivery(event_id=event.event_id, status=event.status)
         shipment.deliveries.append(delivery)
         s = self.settings
-        for attempt in range(1, s.carrier_simulator_webhook_attempts + 1):
-            delivery.attempts = attempt
-            headers = {
-                "Content-Type": "application/json",
-                # Signed afresh on every attempt: the receiver refuses stale timestamps.
-                **signed_headers(secret, body, int(time.time())),
-            }
-            try:
-                response = await self.client.post(
-                    shipment.webhook_url, content=body, headers=headers
-                )
-            except httpx.HTTPError as exc:
-                delivery.last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                delivery.last_status_code = response.status_code
-                if response.is_success:
-                    delivery.delivered = True
-                    delivery.last_error = None
-                    return
-                delivery.last_error = response.text[:200]
-            if attempt == s.carrier_simulator_webhook_attempts:
-                log.warning(
-                    "gave up posting %s %s to %s after %d attempts: %s",
-                    event.event_id,
-                    event.status,
-                    shipment.webhook_url,
-                    attempt,
-                    delivery.last_error,
-                )
-            else:
-                backoff = s.carrier_simulator_webhook_backoff_seconds * 2 ** (attempt - 1)
-                await asyncio.sleep(min(backoff, s.carrier_simulator_webhook_backoff_max_seconds))
+        await post_signed(
+            self.client,
+            shipment.webhook_url,
+            body,
+            secret=carrier_secret(s, shipment.carrier),
+            retries=Retries(
+                s.carrier_simulator_webhook_attempts,
+                s.carrier_simulator_webhook_backoff_seconds,
+                s.carrier_simulator_webhook_backoff_max_seconds,
+            ),
+            delivery=delivery,
+            what=f"{event.event_id} {event.status}",
+        )
 
     @property
     def posting(self) -> int:

@@ -52,9 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -91,9 +89,7 @@ from orderflow.models.psp import (
     VoidRequest,
 )
 from orderflow.settings import Settings, get_settings
-from orderflow.signing import signed_headers
-
-log = logging.getLogger(__name__)
+from simulators.signed_post import Retries, post_signed
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 ZERO = Decimal("0.00")
@@ -608,37 +604,19 @@ class PspSimulator:
         delivery = WebhookDelivery(event_id=event.event_id, type=event.type)
         payment.deliveries.append(delivery)
         s = self.settings
-        url = s.psp_webhook_url
-        for attempt in range(1, s.psp_simulator_webhook_attempts + 1):
-            delivery.attempts = attempt
-            headers = {
-                "Content-Type": "application/json",
-                # Signed afresh on every attempt: the receiver refuses stale timestamps.
-                **signed_headers(s.psp_webhook_secret, body, int(time.time())),
-            }
-            try:
-                response = await self.client.post(url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                delivery.last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                delivery.last_status_code = response.status_code
-                if response.is_success:
-                    delivery.delivered = True
-                    delivery.last_error = None
-                    return
-                delivery.last_error = response.text[:200]
-            if attempt == s.psp_simulator_webhook_attempts:
-                log.warning(
-                    "gave up posting %s %s to %s after %d attempts: %s",
-                    event.event_id,
-                    event.type,
-                    url,
-                    attempt,
-                    delivery.last_error,
-                )
-            else:
-                backoff = s.psp_simulator_webhook_backoff_seconds * 2 ** (attempt - 1)
-                await asyncio.sleep(min(backoff, s.psp_simulator_webhook_backoff_max_seconds))
+        await post_signed(
+            self.client,
+            s.psp_webhook_url,
+            body,
+            secret=s.psp_webhook_secret,
+            retries=Retries(
+                s.psp_simulator_webhook_attempts,
+                s.psp_simulator_webhook_backoff_seconds,
+                s.psp_simulator_webhook_backoff_max_seconds,
+            ),
+            delivery=delivery,
+            what=f"{event.event_id} {event.type}",
+        )
 
     @property
     def posting(self) -> int:
