@@ -17,6 +17,7 @@ from api.metrics import install_metrics
 from api.openapi import install_openapi
 from api.routes import (
     carriers,
+    channels,
     codec,
     customer_page,
     departments,
@@ -98,6 +99,8 @@ def create_app(
     app.include_router(payments.router)
     # The Web UI's codec server: operators read encrypted histories.
     app.include_router(codec.router)
+    # Marketplaces: their feeds, and the orders that could not be mapped.
+    app.include_router(channels.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     # Added last, so it is outermost: refusals of the body limit are counted too.
     install_metrics(app, settings)

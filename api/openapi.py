@@ -79,6 +79,8 @@ _EXTRA: dict[tuple[str, str], set[int]] = {
     ("POST", "/payments/events"): {401, 404, 409},
     ("POST", "/payments/{order_id}/refunds/retry"): {409, 503},
     ("POST", "/payments/{order_id}/capture/retry"): {409, 503},
+    ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/place"): {409, 422, 503},
+    ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/reject"): {409},
     ("GET", "/orders/{order_id}/events/stream"): {429},
     ("GET", "/events/stream"): {429},
 }

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from app.commands import forecast, mail, payments, replenish, risk, track
+from app.commands import channels, forecast, mail, payments, replenish, risk, track
 from app.commands.api_client import call_api, call_api_pages, print_json
 from orderflow.settings import Settings, UnsafeForProduction, get_settings
 
@@ -31,6 +31,7 @@ app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(risk.app, name="risk")
 app.add_typer(forecast.app, name="forecast")
+app.add_typer(channels.app, name="channels")
 app.add_typer(replenish.app, name="replenish")
 app.add_typer(track.app, name="track")
 app.add_typer(mail.app, name="mail")

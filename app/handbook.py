@@ -12,6 +12,7 @@ from orderflow.models import SHIPPED_OR_LATER, OrderPolicy, OrderStatus
 from orderflow.process import (
     CANCELLATION,
     DEPARTMENTS,
+    MARKETPLACE_ACTIVITIES,
     PSP_ACTIVITIES,
     SERVICE_ACTIVITIES,
     STATUS_SLA,
@@ -141,7 +142,9 @@ def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
     lines.append("- **Inputs**: " + "; ".join(step.inputs))
     lines.append("- **Outputs**: " + "; ".join(step.outputs))
     local = [f"`{a}`" for a in step.activities if a not in SERVICE_ACTIVITIES | PSP_ACTIVITIES]
-    service = [f"`{a}`" for a in step.activities if a in SERVICE_ACTIVITIES - PSP_ACTIVITIES]
+    carrier = SERVICE_ACTIVITIES - PSP_ACTIVITIES - MARKETPLACE_ACTIVITIES
+    service = [f"`{a}`" for a in step.activities if a in carrier]
+    marketplace = [f"`{a}`" for a in step.activities if a in MARKETPLACE_ACTIVITIES]
     psp = [f"`{a}`" for a in step.activities if a in PSP_ACTIVITIES]
     runs = []
     if local:
@@ -150,6 +153,8 @@ def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
         runs.append("activities calling the carrier " + ", ".join(service))
     if psp:
         runs.append("activities calling the payment service provider " + ", ".join(psp))
+    if marketplace:
+        runs.append("activities calling the order's marketplace " + ", ".join(marketplace))
     lines.append(f"- **Runs as**: {'; '.join(runs)}; idempotent: a retry changes nothing")
     for task in step.human_tasks:
         messages = ", ".join(f"`{m}`" for m in task.messages)

@@ -30,11 +30,17 @@ PSP_ACTIVITIES = frozenset(
         ActivityName.REAUTHORIZE_PAYMENT,
     }
 )
-# Activities that call outside services (the carrier's API, the PSP): regular activities
-# with their own retries. Every other activity touches only PostgreSQL and runs as a local
-# activity.
+# Activities that tell an order's marketplace of its shipment or cancellation.
+MARKETPLACE_ACTIVITIES = frozenset(
+    {ActivityName.PUSH_MARKETPLACE_SHIPMENT, ActivityName.PUSH_MARKETPLACE_CANCELLATION}
+)
+# Activities that call outside services (the carrier's API, the PSP, a marketplace):
+# regular activities with their own retries. Every other activity touches only PostgreSQL
+# and runs as a local activity.
 SERVICE_ACTIVITIES = (
-    frozenset({ActivityName.BOOK_SHIPMENT, ActivityName.FOLLOW_UP_DELIVERY}) | PSP_ACTIVITIES
+    frozenset({ActivityName.BOOK_SHIPMENT, ActivityName.FOLLOW_UP_DELIVERY})
+    | PSP_ACTIVITIES
+    | MARKETPLACE_ACTIVITIES
 )
 
 
@@ -354,6 +360,7 @@ STEPS: tuple[ProcessStep, ...] = (
             ActivityName.BOOK_SHIPMENT,
             ActivityName.HOLD_SHIPMENT,
             ActivityName.CAPTURE_PAYMENT,
+            ActivityName.PUSH_MARKETPLACE_SHIPMENT,
         ),
         human_tasks=(
             HumanTask(
@@ -523,6 +530,7 @@ CANCELLATION = ProcessStep(
         ActivityName.REJECT_UNPROCESSABLE,
         ActivityName.VOID_PAYMENT,
         ActivityName.REFUND_PAYMENT,
+        ActivityName.PUSH_MARKETPLACE_CANCELLATION,
     ),
     human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel", "request_cancel")),),
     escalation="refused with a clear message once shipping has started",

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow.models.marketplace import MarketplaceConfig
 from orderflow.models.policy import OrderPolicy
 from orderflow.models.replenishment import ReplenishmentSettings
 
@@ -199,6 +200,20 @@ class Settings(BaseSettings):
     psp_simulator_webhook_attempts: int = Field(default=8, ge=1)
     psp_simulator_webhook_backoff_seconds: float = Field(default=0.2, ge=0)
     psp_simulator_webhook_backoff_max_seconds: float = Field(default=5.0, ge=0)
+
+    # Marketplaces the shop sells on (`ORDERFLOW_MARKETPLACES`, a JSON list of
+    # {code, base_url, api_key, poll_seconds}): each has a durable poller in the worker.
+    marketplaces: list[MarketplaceConfig] = Field(default_factory=list)
+    marketplace_http_timeout_seconds: float = Field(default=5.0, gt=0)
+    marketplace_page_size: int = Field(default=50, ge=1, le=500)
+    # The project's stand-in for them (simulators/marketplace.py): one process serving each
+    # code under its own path (`http://<host>:<port>/<code>`), with demo orders arriving
+    # every `marketplace_simulator_demo_seconds` (0: none) until told otherwise.
+    marketplace_simulator_host: str = "127.0.0.1"
+    marketplace_simulator_port: int = 8300
+    marketplace_simulator_api_key: str = "dev-marketplace-api-key"
+    marketplace_simulator_codes: list[str] = Field(default_factory=lambda: ["mkt-a", "mkt-b"])
+    marketplace_simulator_demo_seconds: float = Field(default=0.0, ge=0)
 
     # The shop
     shop_country: str = "DE"

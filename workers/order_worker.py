@@ -22,6 +22,7 @@ from activities.fulfilment import FulfilmentActivities
 from activities.intake import IntakeActivities
 from activities.inventory import InventoryActivities
 from activities.kpi import KpiActivities
+from activities.marketplace import MarketplaceActivities
 from activities.payments import PaymentActivities
 from activities.psp_client import PspClient
 from activities.registry import defined_activities
@@ -32,9 +33,11 @@ from db.migrate import apply_migrations
 from db.pool import create_pool
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
+from starter.marketplace_pollers import start_marketplace_pollers
 from workers.metrics import temporal_runtime, worker_metrics
 from workers.outbox import run_dispatcher
 from workflows.kpi_snapshot import KpiSnapshotWorkflow
+from workflows.marketplace_poller import MarketplacePollerWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -67,6 +70,7 @@ def activity_groups(
         PaymentActivities(pool, settings, psp or PspClient(settings)),
         ReplenishmentActivities(pool, settings),
         KpiActivities(pool),
+        MarketplaceActivities(pool, settings, http),
     )
 
 
@@ -80,7 +84,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow, KpiSnapshotWorkflow],
+        workflows=[
+            OrderWorkflow,
+            ReplenishmentWorkflow,
+            KpiSnapshotWorkflow,
+            MarketplacePollerWorkflow,
+        ],
         activities=defined_activities(*activity_groups(pool, http, settings, psp)),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
@@ -122,6 +131,7 @@ async def run_worker(
             if settings.outbox_dispatch
             else None
         )
+        await start_marketplace_pollers(client, settings)
         log.info("worker listening on task queue %s", settings.task_queue)
         try:
             await worker.run()

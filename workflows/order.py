@@ -69,6 +69,10 @@ with workflow.unsafe.imports_passed_through():
         TrackingUpdate,
     )
     from orderflow.models.activity_names import PAYMENT_REJECTED, UNPROCESSABLE, ActivityName
+    from orderflow.models.marketplace import (
+        MarketplaceCancellationPush,
+        MarketplaceShipmentPush,
+    )
     from orderflow.models.messages import (
         CaptureRetry,
         CarriedState,
@@ -134,6 +138,17 @@ _SERVICE_TIMEOUT = timedelta(seconds=30)
 # A carrier's definite "no" (no carrier takes the parcel, or the booking is refused): the
 # parcel waits at PACKED for logistics instead of failing the order.
 _BOOKING_REFUSALS = ("NoCarrierAvailable", "CarrierRefused")
+# Pushes to a marketplace: retried, less and less often, until the marketplace takes them.
+_MARKETPLACE_CALL: dict[str, Any] = {
+    "start_to_close_timeout": _SERVICE_TIMEOUT,
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5),
+    ),
+}
+# Who a cancellation from the marketplace's own feed is requested by: it is not told back.
+MARKETPLACE_ACTOR = "marketplace"
 # Calls to the PSP: regular activities, retried while it cannot be reached.
 _PSP_CALL: dict[str, Any] = {
     "start_to_close_timeout": _SERVICE_TIMEOUT,
@@ -233,6 +248,7 @@ class OrderWorkflow:
         if recorded:
             # An order step 1 never recorded has no payment on record to settle.
             await self._settle_payment(reason)
+            await self._tell_marketplace_cancelled("the shop cannot process the order")
 
     # ---------------------------------------------------------------- steps
     async def _classify(self) -> None:
@@ -299,6 +315,7 @@ class OrderWorkflow:
             self._raise_if_cancelled()
         else:
             await self._settle_payment(f"rejected: {decision.note or 'review'}")
+            await self._tell_marketplace_cancelled("rejected by the shop")
         return approved
 
     async def _reserve_stock(self) -> None:
@@ -394,6 +411,7 @@ class OrderWorkflow:
         self._set_status(
             OrderStatus.SHIPPED, carrier=booking.carrier, tracking_number=booking.tracking_number
         )
+        await self._tell_marketplace_shipped(booking, reship_no=0)
 
     async def _book(self, *, reship_no: int) -> ShipmentBooking:
         """Book the parcel with the carrier; a refusal holds it for logistics (patched)."""
@@ -605,6 +623,7 @@ class OrderWorkflow:
                 tracking_number=booking.tracking_number,
                 reship=reship_no,
             )
+            await self._tell_marketplace_shipped(booking, reship_no=reship_no)
             lost.outcome = LostParcelOutcome(
                 order_id=self._order.order_id,
                 action="reship",
@@ -705,6 +724,8 @@ class OrderWorkflow:
         # The cancel is answered now; the PSP's part follows (a PSP that is down delays it).
         cancellation.result = result
         await self._settle_payment(f"cancelled: {request.reason}")
+        if request.requested_by != MARKETPLACE_ACTOR:
+            await self._tell_marketplace_cancelled(request.reason)
 
     # ---------------------------------------------------------------- payment
     # Only for orders whose payment moves through the PSP (`PaymentState.through_psp`).
@@ -812,8 +833,14 @@ class OrderWorkflow:
         puts it there) and shows on the timeline; the order stays closed."""
         payment = self._state.payment
         payment.settled = True
-        if not payment.through_psp or self._order.payment.status not in ("authorized", "captured"):
-            # A payment that failed at checkout holds nothing at the PSP.
+        checkout = self._order.payment
+        if (
+            not payment.through_psp
+            or checkout.status not in ("authorized", "captured")
+            or checkout.method == "marketplace"
+        ):
+            # A payment that failed at checkout holds nothing at the PSP; a marketplace
+            # settles its buyer's money itself (it is told of the cancellation).
             return
         await workflow.wait_condition(lambda: not payment.renewing)
         result: PaymentResult
@@ -841,6 +868,41 @@ class OrderWorkflow:
         # names only what a person must act on.
         if not result.ok:
             self._note(failed, code=result.code)
+
+    # ---------------------------------------------------------------- marketplace
+    # Only for orders from a marketplace (`Order.marketplace`): none ran before these calls.
+    async def _tell_marketplace_shipped(self, booking: ShipmentBooking, *, reship_no: int) -> None:
+        order = self._order
+        if order.marketplace is None or order.external_order_id is None:
+            return
+        await workflow.execute_activity(
+            ActivityName.PUSH_MARKETPLACE_SHIPMENT,
+            MarketplaceShipmentPush(
+                code=order.marketplace,
+                external_order_id=order.external_order_id,
+                order_id=order.order_id,
+                carrier=booking.carrier,
+                tracking_number=booking.tracking_number,
+                shipped_at=workflow.now(),
+                reship_no=reship_no,
+            ),
+            **_MARKETPLACE_CALL,
+        )
+
+    async def _tell_marketplace_cancelled(self, reason: str) -> None:
+        order = self._order
+        if order.marketplace is None or order.external_order_id is None:
+            return
+        await workflow.execute_activity(
+            ActivityName.PUSH_MARKETPLACE_CANCELLATION,
+            MarketplaceCancellationPush(
+                code=order.marketplace,
+                external_order_id=order.external_order_id,
+                order_id=order.order_id,
+                reason=reason,
+            ),
+            **_MARKETPLACE_CALL,
+        )
 
     async def _at_psp(self, operation: str, call: Awaitable[PaymentResult]) -> PaymentResult:
         """One operation at the PSP, retried while the PSP is unreachable; a request it

@@ -39,6 +39,12 @@ class ActivityName(StrEnum):
     APPLY_REPLENISHMENT = "apply_replenishment"
     # The weekly KPI snapshot (workflows/kpi_snapshot.py)
     STORE_KPI_SNAPSHOT = "store_kpi_snapshot"
+    # The marketplaces' feeds (workflows/marketplace_poller.py) and the pushes to them
+    FETCH_MARKETPLACE_ORDERS = "fetch_marketplace_orders"
+    TAKE_MARKETPLACE_ORDER = "take_marketplace_order"
+    ACKNOWLEDGE_MARKETPLACE_ORDER = "acknowledge_marketplace_order"
+    PUSH_MARKETPLACE_SHIPMENT = "push_marketplace_shipment"
+    PUSH_MARKETPLACE_CANCELLATION = "push_marketplace_cancellation"
 
 
 # The type of the non-retryable error a local activity fails with when its data can never be

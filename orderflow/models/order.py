@@ -45,7 +45,8 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Channel = Literal["web", "mobile", "marketplace"]
 ServiceLevel = Literal["standard", "express"]
 PaymentStatus = Literal["captured", "authorized", "pending", "failed"]
-PaymentMethod = Literal["card", "paypal", "bank_transfer", "invoice", "wallet"]
+# `marketplace`: the marketplace took the buyer's money and settles with the shop itself.
+PaymentMethod = Literal["card", "paypal", "bank_transfer", "invoice", "wallet", "marketplace"]
 
 
 # Joins an order id to what follows it in composite keys (notification keys such as
@@ -131,6 +132,9 @@ class Order(Strict):
     promo_code: Annotated[str, StringConstraints(max_length=40)] | None = None
     service_level: ServiceLevel = "standard"
     placed_at: datetime | None = None
+    # An order from a marketplace: which one, and its id there.
+    marketplace: Annotated[str, StringConstraints(max_length=20)] | None = None
+    external_order_id: Annotated[str, StringConstraints(max_length=100)] | None = None
 
     @field_validator("order_id")
     @classmethod
@@ -152,6 +156,10 @@ class Order(Strict):
             raise ValueError(
                 f"payment amount {self.payment.amount} does not match the order total {self.total}"
             )
+        if (self.marketplace is None) != (self.external_order_id is None):
+            raise ValueError("a marketplace order names both marketplace and external_order_id")
+        if self.marketplace is not None and self.channel != "marketplace":
+            raise ValueError("an order from a marketplace has channel 'marketplace'")
         if self.placed_at is not None and self.placed_at.tzinfo is None:
             raise ValueError("placed_at must carry a time zone, e.g. 2026-11-25T10:00:00Z")
         return self

@@ -84,6 +84,10 @@ SCHEDULED_RUNS = {
     ActivityName.PLAN_REPLENISHMENT,
     ActivityName.APPLY_REPLENISHMENT,
     ActivityName.STORE_KPI_SNAPSHOT,
+    # The marketplaces' feeds (workflows/marketplace_poller.py)
+    ActivityName.FETCH_MARKETPLACE_ORDERS,
+    ActivityName.TAKE_MARKETPLACE_ORDER,
+    ActivityName.ACKNOWLEDGE_MARKETPLACE_ORDER,
 }
 
 
