@@ -35,9 +35,11 @@ _QUEUE_SOURCES = {
     "failed_mail": "e-mails given up on after `outbox_max_attempts`, due `failed_mail_sla`",
     "unprocessable_order": "orders rejected because a step could never process them, due "
     "`unprocessable_order_sla`",
-    "payment_problem": "captures and refunds the PSP failed, not yet sent again, due "
-    "`payment_problem_sla`",
+    "payment_problem": "captures and refunds the PSP failed or refused, not yet sent again, "
+    "due `payment_problem_sla`",
     "payment_dispute": "open chargebacks, due `payment_dispute_sla` after they arrived",
+    "channel_exception": "orders from a marketplace that could not be mapped (placed after a "
+    "correction, or rejected), due `channel_exception_sla` after they arrived",
 }
 
 

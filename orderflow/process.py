@@ -70,7 +70,7 @@ DEPARTMENTS: tuple[Department, ...] = (
         "customer_service",
         "Customer service",
         None,
-        ("feedback_ticket", "failed_mail", "unprocessable_order"),
+        ("feedback_ticket", "failed_mail", "unprocessable_order", "channel_exception"),
     ),
 )
 

@@ -308,6 +308,8 @@ class Settings(BaseSettings):
     # A failed capture or refund waits in finance's queue this long; a dispute (chargeback)
     # this long, well inside the time a card scheme gives to answer one.
     payment_problem_sla: timedelta = timedelta(hours=8)
+    # An order from a marketplace that could not be mapped, until customer service decides.
+    channel_exception_sla: timedelta = timedelta(hours=4)
     payment_dispute_sla: timedelta = timedelta(days=3)
     # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
     kpi_schedule_id: str = "kpi-weekly"

@@ -70,20 +70,7 @@ def _roles(dep: Department) -> list[str]:
 def _sources(
     dep: Department, settings: Settings
 ) -> list[tuple[str, Callable[[asyncpg.Pool], Awaitable[list[asyncpg.Record]]]]]:
-    policy = settings.order_policy
-    readers: dict[str, Callable[[asyncpg.Pool], Awaitable[list[asyncpg.Record]]]] = {
-        "review_task": queues.review_tasks,
-        "pick_task": queues.pick_tasks,
-        "purchase_request": lambda c: queues.purchase_requests(c, settings.purchase_request_sla),
-        "follow_up": lambda c: queues.follow_ups(c, policy.followup_interval),
-        "feedback_ticket": lambda c: queues.feedback_tickets(c, dep.code, settings.feedback_sla),
-        "failed_mail": lambda c: queues.failed_mails(c, settings.failed_mail_sla),
-        "unprocessable_order": lambda c: queues.unprocessable_orders(
-            c, settings.unprocessable_order_sla
-        ),
-        "payment_problem": lambda c: queues.payment_problems(c, settings.payment_problem_sla),
-        "payment_dispute": lambda c: queues.payment_disputes(c, settings.payment_dispute_sla),
-    }
+    readers = queues.readers(settings, dep.code)
     return [(kind, readers[kind]) for kind in dep.queues]
 
 

@@ -3,10 +3,7 @@ waits on each department. Cheap aggregate queries, run every few seconds by each
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-import asyncpg
 
 from db.repositories import queues
 from orderflow.process import DEPARTMENTS
@@ -46,31 +43,11 @@ class QueueDepth:
     overdue: int
 
 
-def _readers(
-    settings: Settings, department: str
-) -> dict[str, Callable[[queues.Conn], Awaitable[list[asyncpg.Record]]]]:
-    # The same queues as GET /departments/{department}/queue reads.
-    policy = settings.order_policy
-    return {
-        "review_task": queues.review_tasks,
-        "pick_task": queues.pick_tasks,
-        "purchase_request": lambda c: queues.purchase_requests(c, settings.purchase_request_sla),
-        "follow_up": lambda c: queues.follow_ups(c, policy.followup_interval),
-        "feedback_ticket": lambda c: queues.feedback_tickets(c, department, settings.feedback_sla),
-        "failed_mail": lambda c: queues.failed_mails(c, settings.failed_mail_sla),
-        "unprocessable_order": lambda c: queues.unprocessable_orders(
-            c, settings.unprocessable_order_sla
-        ),
-        "payment_problem": lambda c: queues.payment_problems(c, settings.payment_problem_sla),
-        "payment_dispute": lambda c: queues.payment_disputes(c, settings.payment_dispute_sla),
-    }
-
-
 async def department_queue_depths(conn: queues.Conn, settings: Settings) -> dict[str, QueueDepth]:
     """Per department code: items waiting on it now, and how many of them are overdue."""
     depths: dict[str, QueueDepth] = {}
     for dep in DEPARTMENTS:
-        readers = _readers(settings, dep.code)
+        readers = queues.readers(settings, dep.code)
         waiting = overdue = 0
         for kind in dep.queues:
             for row in await readers[kind](conn):

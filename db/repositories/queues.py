@@ -8,12 +8,34 @@ database's clock, so waits are measured on one clock) and `details` (jsonb).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeAlias
 
 import asyncpg
 
+from orderflow.settings import Settings
+
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+QueueReader: TypeAlias = Callable[[Conn], Awaitable[list[asyncpg.Record]]]
+
+
+def readers(settings: Settings, department: str) -> dict[str, QueueReader]:
+    """Each kind of queue item (orderflow/process.py `Department.queues`) and how to read
+    what waits of it on `department` now, with the service level that applies."""
+    policy = settings.order_policy
+    return {
+        "review_task": review_tasks,
+        "pick_task": pick_tasks,
+        "purchase_request": lambda c: purchase_requests(c, settings.purchase_request_sla),
+        "follow_up": lambda c: follow_ups(c, policy.followup_interval),
+        "feedback_ticket": lambda c: feedback_tickets(c, department, settings.feedback_sla),
+        "failed_mail": lambda c: failed_mails(c, settings.failed_mail_sla),
+        "unprocessable_order": lambda c: unprocessable_orders(c, settings.unprocessable_order_sla),
+        "payment_problem": lambda c: payment_problems(c, settings.payment_problem_sla),
+        "payment_dispute": lambda c: payment_disputes(c, settings.payment_dispute_sla),
+        "channel_exception": lambda c: channel_exceptions(c, settings.channel_exception_sla),
+    }
 
 
 async def review_tasks(conn: Conn) -> list[asyncpg.Record]:
@@ -250,5 +272,23 @@ async def payment_disputes(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
            FROM payment_disputes d
            WHERE d.status = 'open'
            ORDER BY d.recorded_at, d.dispute_id""",
+        sla,
+    )
+
+
+async def channel_exceptions(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Orders from marketplaces that could not be mapped: customer service fixes and places
+    them, or rejects them (db/repositories/marketplace.py). Named by the order id they get."""
+    return await conn.fetch(
+        """SELECT m.marketplace || '/' || m.external_order_id AS ref,
+                  m.marketplace || '-' || m.external_order_id AS order_id, m.status,
+                  m.received_at AS waiting_since, m.received_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('marketplace', m.marketplace,
+                                     'external_order_id', m.external_order_id,
+                                     'problem', m.problem) AS details
+           FROM marketplace_orders m
+           WHERE m.status = 'exception'
+           ORDER BY m.received_at, m.marketplace, m.external_order_id""",
         sla,
     )
