@@ -342,6 +342,8 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # How often a worker reads the gauges of its metrics (outbox lag, queues) from PostgreSQL.
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # The window of the step latencies the workers export (receipt → each status).
+    metrics_latency_window_seconds: float = Field(default=900.0, gt=0)
 
     @model_validator(mode="after")
     def _running_stack_fallback(self) -> Settings:

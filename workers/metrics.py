@@ -21,6 +21,7 @@ import logging
 import threading
 import urllib.request
 from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from wsgiref.simple_server import WSGIServer
 
 import asyncpg
@@ -30,7 +31,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from db.repositories.ops_metrics import department_queue_depths, orders_by_status, outbox_lag
+from db.repositories.ops_metrics import (
+    department_queue_depths,
+    orders_by_status,
+    outbox_lag,
+    status_latencies,
+)
 from orderflow.settings import Settings
 from stack.supervisor import free_port
 
@@ -105,12 +111,26 @@ class WorkerGauges:
             ["status"],
             registry=registry,
         )
+        self.reached = Gauge(
+            "orderflow_status_reached_seconds",
+            "Seconds from the order's receipt to reaching a status, over the orders that "
+            "reached it in the last `ORDERFLOW_METRICS_LATENCY_WINDOW_SECONDS` (p50, p95).",
+            ["status", "quantile"],
+            registry=registry,
+        )
+        self.reached_orders = Gauge(
+            "orderflow_status_reached_orders",
+            "Orders that reached a status in the latency window.",
+            ["status"],
+            registry=registry,
+        )
         self.refresh_failures = Gauge(
             "orderflow_metrics_refresh_failures",
             "Consecutive failed reads of the gauges from PostgreSQL (0: the last one worked).",
             registry=registry,
         )
         self._statuses: set[str] = set()
+        self._reached: set[str] = set()
 
     async def refresh(self, pool: asyncpg.Pool, settings: Settings) -> None:
         """Read every gauge from PostgreSQL once."""
@@ -118,6 +138,9 @@ class WorkerGauges:
             lag = await outbox_lag(conn)
             statuses = await orders_by_status(conn)
             depths = await department_queue_depths(conn, settings)
+            latencies = await status_latencies(
+                conn, timedelta(seconds=settings.metrics_latency_window_seconds)
+            )
         self.outbox_due.set(lag.due)
         self.outbox_oldest_due.set(lag.oldest_due_seconds)
         self.outbox_failed.set(lag.failed)
@@ -130,6 +153,13 @@ class WorkerGauges:
         for status, count in statuses.items():
             self.orders.labels(status).set(count)
         self._statuses |= statuses.keys()
+        for status in self._reached - latencies.keys():
+            self.reached_orders.labels(status).set(0)
+        for status, latency in latencies.items():
+            self.reached.labels(status, "0.5").set(latency.p50_seconds)
+            self.reached.labels(status, "0.95").set(latency.p95_seconds)
+            self.reached_orders.labels(status).set(latency.orders)
+        self._reached |= latencies.keys()
 
     async def run(self, pool: asyncpg.Pool, settings: Settings) -> None:
         """Refresh every `metrics_refresh_seconds` until cancelled; failures only log."""

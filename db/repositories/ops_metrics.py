@@ -4,6 +4,7 @@ waits on each department. Cheap aggregate queries, run every few seconds by each
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from db.repositories import queues
 from orderflow.process import DEPARTMENTS
@@ -35,6 +36,33 @@ async def outbox_lag(conn: queues.Conn) -> OutboxLag:
 async def orders_by_status(conn: queues.Conn) -> dict[str, int]:
     rows = await conn.fetch("SELECT status, count(*) AS n FROM orders GROUP BY status")
     return {row["status"]: int(row["n"]) for row in rows}
+
+
+@dataclass(frozen=True)
+class StatusLatency:
+    """How long orders took from receipt to a status they reached in the window."""
+
+    orders: int
+    p50_seconds: float
+    p95_seconds: float
+
+
+async def status_latencies(conn: queues.Conn, window: timedelta) -> dict[str, StatusLatency]:
+    """Per status reached within `window`: orders, p50 and p95 of received → reached."""
+    rows = await conn.fetch(
+        """SELECT e.status, count(*) AS n,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds) AS p50,
+                  percentile_cont(0.95) WITHIN GROUP (ORDER BY x.seconds) AS p95
+           FROM order_events e
+           JOIN orders o ON o.order_id = e.order_id
+           CROSS JOIN LATERAL (SELECT greatest(extract(epoch FROM e.occurred_at
+                                               - coalesce(o.received_at, o.placed_at)), 0)
+                                      ::float8 AS seconds) x
+           WHERE e.status IS NOT NULL AND e.occurred_at >= now() - $1::interval
+           GROUP BY e.status""",
+        window,
+    )
+    return {r["status"]: StatusLatency(int(r["n"]), float(r["p50"]), float(r["p95"])) for r in rows}
 
 
 @dataclass(frozen=True)

@@ -176,5 +176,11 @@ async def test_worker_metrics_port_serves_gauges_and_temporal_sdk_series(
     assert sample(text, "orderflow_outbox_due_rows") is not None
     assert abs((sample(text, "orderflow_outbox_due_rows") or 0) - due) <= 5
     assert (sample(text, "orderflow_outbox_oldest_due_seconds") or 0) >= 0
+    # Step latencies: the order reached RECEIVED (at least) within the window, and its
+    # receipt-to-status times are real durations, the p95 no shorter than the p50.
+    assert (sample(text, "orderflow_status_reached_orders", status="RECEIVED") or 0) >= 1
+    p50 = sample(text, "orderflow_status_reached_seconds", status="RECEIVED", quantile="0.5")
+    p95 = sample(text, "orderflow_status_reached_seconds", status="RECEIVED", quantile="0.95")
+    assert p50 is not None and p95 is not None and 0 <= p50 <= p95 < 600
     # The Temporal SDK's own series come through the same port.
     assert "temporal_request" in text, text[:2000]
