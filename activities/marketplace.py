@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.marketplace_client import MarketplaceClient, MarketplaceUnavailable
 from db.repositories import catalogue
@@ -45,11 +46,13 @@ class MarketplaceActivities:
         for `orderflow channels status`."""
         try:
             page = await self._client.orders_after(data.code, data.cursor, data.limit)
-        except MarketplaceUnavailable as exc:
+        except (MarketplaceUnavailable, ApplicationError) as exc:
             await feeds.record_poll(
                 self._pool, data.code, cursor=None, orders_seen=0, error=str(exc)[:500]
             )
-            raise
+            # Even a refusal (a wrong key) is asked again: the feed must not stop for good
+            # over what an operator can fix; the error shows in `orderflow channels status`.
+            raise ApplicationError(str(exc), type="MarketplaceUnavailable") from exc
         await feeds.record_poll(
             self._pool, data.code, cursor=page.next_cursor, orders_seen=len(page.orders), error=None
         )

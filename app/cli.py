@@ -139,6 +139,17 @@ def psp_simulator() -> None:
     run(settings=get_settings())
 
 
+@app.command("marketplace-simulator")
+def marketplace_simulator() -> None:
+    """Run the marketplace simulator (stands in for the marketplaces' APIs, one path per
+    code of ORDERFLOW_MARKETPLACE_SIMULATOR_CODES) on ORDERFLOW_MARKETPLACE_SIMULATOR_PORT
+    (8300)."""
+    from simulators.marketplaces import run
+
+    _logging()
+    run(settings=get_settings())
+
+
 @app.command("mail-server")
 def mail_server() -> None:
     """Run the embedded mail server: SMTP on ORDERFLOW_SMTP_PORT (1025), keeping what it

@@ -160,6 +160,24 @@ def run_stack(
                 )
             ),
         }
+        # The marketplaces are the embedded simulator's unless ORDERFLOW_MARKETPLACES names
+        # real ones; its demo orders arrive every few seconds.
+        own_marketplaces = not settings.marketplaces
+        if own_marketplaces:
+            sim = f"http://127.0.0.1:{settings.marketplace_simulator_port}"
+            env["ORDERFLOW_MARKETPLACES"] = json.dumps(
+                [
+                    {
+                        "code": code,
+                        "base_url": f"{sim}/{code}",
+                        "api_key": settings.marketplace_simulator_api_key,
+                        "poll_seconds": 2,
+                    }
+                    for code in settings.marketplace_simulator_codes
+                ]
+            )
+            if "ORDERFLOW_MARKETPLACE_SIMULATOR_DEMO_SECONDS" not in os.environ:
+                env["ORDERFLOW_MARKETPLACE_SIMULATOR_DEMO_SECONDS"] = "20"
         if "ORDERFLOW_ORDER_POLICY" not in os.environ:
             env["ORDERFLOW_ORDER_POLICY"] = DEMO_POLICY.model_dump_json()
         # E-mail goes to the embedded mail server unless ORDERFLOW_SMTP_HOST names another.
@@ -170,6 +188,8 @@ def run_stack(
             env["ORDERFLOW_MAILBOX_URL"] = f"http://127.0.0.1:{settings.mail_simulator_http_port}"
         python = [sys.executable, "-m", "app.cli"]
         parts = ("mail-server",) if own_mail_server else ()
+        if own_marketplaces:
+            parts = (*parts, "marketplace-simulator")
         for name in (*parts, "carrier-simulator", "psp-simulator"):
             processes[name] = ManagedProcess(name, [*python, name], logs / f"{name}.log", env)
         for i, name in enumerate(worker_names(worker_count)):
@@ -188,6 +208,8 @@ def run_stack(
             wait_for_port(settings.mail_simulator_http_port, timeout=60)
         wait_for_port(settings.carrier_simulator_port, timeout=60)
         wait_for_port(settings.psp_simulator_port, timeout=60)
+        if own_marketplaces:
+            wait_for_port(settings.marketplace_simulator_port, timeout=60)
         wait_for_port(settings.api_port, timeout=60)
         if demo:
             demo_process = ManagedProcess(
@@ -223,6 +245,12 @@ def run_stack(
         console.print(
             f"  PSP simulator     http://localhost:{settings.psp_simulator_port}  (docs at /docs)"
         )
+        if own_marketplaces:
+            codes = ", ".join(settings.marketplace_simulator_codes)
+            console.print(
+                f"  Marketplaces      http://localhost:{settings.marketplace_simulator_port}"
+                f"/<code> ({codes}; `orderflow channels status`)"
+            )
         console.print(f"  PostgreSQL        {redact_url(database_url)}")
         if own_mail_server:
             console.print(

@@ -61,7 +61,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
     clone = _clone(tmp_path)
-    grpc, ui, api_port, pg, sim, smtp, mailbox, psp = free_ports(8)
+    grpc, ui, api_port, pg, sim, smtp, mailbox, psp, market = free_ports(9)
     env = {
         **os.environ,
         "PYTHONPATH": str(clone),
@@ -71,11 +71,20 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
         "ORDERFLOW_POSTGRES_PORT": str(pg),
         "ORDERFLOW_CARRIER_SIMULATOR_PORT": str(sim),
         "ORDERFLOW_PSP_SIMULATOR_PORT": str(psp),
+        "ORDERFLOW_MARKETPLACE_SIMULATOR_PORT": str(market),
+        # A demo order arrives on each simulated marketplace every second.
+        "ORDERFLOW_MARKETPLACE_SIMULATOR_DEMO_SECONDS": "1",
         # The embedded mail server, away from a developer's own on 1025 / 8025.
         "ORDERFLOW_SMTP_PORT": str(smtp),
         "ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT": str(mailbox),
     }
-    for name in ("DATABASE_URL", "TEMPORAL_ADDRESS", "ORDERFLOW_API_URL", "ORDERFLOW_SMTP_HOST"):
+    for name in (
+        "DATABASE_URL",
+        "TEMPORAL_ADDRESS",
+        "ORDERFLOW_API_URL",
+        "ORDERFLOW_SMTP_HOST",
+        "ORDERFLOW_MARKETPLACES",
+    ):
         env.pop(name, None)
     api = f"http://127.0.0.1:{api_port}"
     log = tmp_path / "up.log"
@@ -135,6 +144,20 @@ def test_up_runs_the_stack_and_reuses_its_data(tmp_path: Path) -> None:
             check=True,
         )
         assert body["order_id"] in visible.stdout
+        # Orders from the simulated marketplaces are placed and acknowledged.
+        admin = {"Authorization": "Bearer dev-admin"}
+        deadline = time.monotonic() + 90
+        feeds: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            feeds = httpx.get(f"{api}/channels", headers=admin, timeout=10).json()
+            placed_acked = [
+                f for f in feeds if int(str(f["placed"])) > int(str(f["unacknowledged"]))
+            ]
+            if len(placed_acked) == 2:
+                break
+            time.sleep(0.5)
+        assert sorted(str(f["marketplace"]) for f in feeds) == ["mkt-a", "mkt-b"], feeds
+        assert all(int(str(f["placed"])) >= 1 for f in feeds), feeds
     finally:
         code = _stop(process)
     assert code == 0, log.read_text()[-3000:]

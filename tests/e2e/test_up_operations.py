@@ -49,7 +49,7 @@ def _wait(what: str, check: Any, log: Path, timeout: float = 120) -> Any:
 
 
 def test_up_restarts_killed_workers_and_serves_metrics(tmp_path: Path) -> None:
-    grpc, ui, api_port, pg, sim, smtp, mailbox, psp = free_ports(8)
+    grpc, ui, api_port, pg, sim, smtp, mailbox, psp, market = free_ports(9)
     metrics = _metrics_base()
     env = {
         **os.environ,
@@ -61,6 +61,7 @@ def test_up_restarts_killed_workers_and_serves_metrics(tmp_path: Path) -> None:
         "ORDERFLOW_CARRIER_SIMULATOR_PORT": str(sim),
         "ORDERFLOW_CARRIER_SIMULATOR_MODE": "instant",
         "ORDERFLOW_PSP_SIMULATOR_PORT": str(psp),
+        "ORDERFLOW_MARKETPLACE_SIMULATOR_PORT": str(market),
         "ORDERFLOW_SMTP_PORT": str(smtp),
         "ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT": str(mailbox),
         "ORDERFLOW_WORKER_METRICS_PORT": str(metrics),
