@@ -28,6 +28,7 @@ from api.routes import (
     mail,
     orders,
     payments,
+    releases,
     reviews,
     stream,
     ui,
@@ -86,7 +87,7 @@ def create_app(
     app.include_router(departments.router)  # first: /orders/stuck is no order id
     app.include_router(stream.router)
     app.include_router(ui.router)
-    for module in (orders, reviews, warehouse, inventory, carriers, health):
+    for module in (orders, reviews, warehouse, inventory, releases, carriers, health):
         app.include_router(module.router)
     # The customer's feedback and review; logistics' lost parcels and rebooking.
     for module in (feedback, logistics):

@@ -62,6 +62,18 @@ ORDER: dict[str, Any] = {
 CUSTOMER: dict[str, dict[str, Any]] = {
     "order_confirmation": {**ORDER, "shipment": None},
     "backorder_notice": {**ORDER, "shipment": None, "shortages": {"SKU-TEA-TIN": 1}},
+    "pre_order_waiting": {
+        **ORDER,
+        "shipment": None,
+        "release_at": "2026-12-15T09:00:00+00:00",
+        "pre_sale_skus": ["SKU-TEA-TIN"],
+    },
+    "release_date_moved": {
+        **ORDER,
+        "shipment": None,
+        "release_at": "2027-01-10T09:00:00+00:00",
+        "pre_sale_skus": ["SKU-TEA-TIN"],
+    },
     "backorder_reminder": {
         **ORDER,
         "shipment": None,

@@ -267,6 +267,9 @@ STEPS: tuple[ProcessStep, ...] = (
             ActivityName.RESERVE_STOCK,
             ActivityName.REMIND_BACKORDER,
             ActivityName.REAUTHORIZE_PAYMENT,
+            ActivityName.HOLD_FOR_RELEASE,
+            ActivityName.MOVE_RELEASE,
+            ActivityName.RELEASE_PRE_ORDER,
         ),
         timers=(
             Timer(
@@ -291,6 +294,14 @@ STEPS: tuple[ProcessStep, ...] = (
         ),
         decisions=(
             Decision(
+                "A pre-order whose product is not released yet?",
+                detour_when=True,
+                detour="wait, without reserving, until the release date (purchasing may move "
+                "it; the customer is told each time)",
+                rejoin="continue",
+                rejoin_label="released",
+            ),
+            Decision(
                 "Short of stock?",
                 detour_when=True,
                 detour="BACKORDERED: purchase request raised; wait for the goods",
@@ -300,6 +311,11 @@ STEPS: tuple[ProcessStep, ...] = (
         ),
         human_tasks=(
             HumanTask("record goods received for a SKU", "purchasing", ("stock_received",)),
+            HumanTask(
+                "move the release date of a pre-sale product (its pre-orders wait for it)",
+                "purchasing",
+                ("move_release",),
+            ),
         ),
         escalation="reminders to the customer every backorder_reminder_interval; after "
         "backorder_cancel_offer_after they offer cancellation",

@@ -47,6 +47,7 @@ from orderflow.models.messages import (
     ProductReview,
     RebookRequest,
     ReceiptConfirmation,
+    ReleaseDateChange,
     ReviewReceipt,
 )
 from workflows.order import OrderWorkflow
@@ -205,6 +206,9 @@ class OrderClient:
         return await self.handle(order_id).execute_update(
             OrderWorkflow.retry_booking, request or RebookRequest()
         )
+
+    async def move_release(self, order_id: str, change: ReleaseDateChange) -> OrderView:
+        return await self.handle(order_id).execute_update(OrderWorkflow.move_release, change)
 
     async def retry_capture(self, order_id: str, request: CaptureRetry | None = None) -> OrderView:
         return await self.handle(order_id).execute_update(

@@ -24,6 +24,7 @@ from activities.inventory import InventoryActivities
 from activities.kpi import KpiActivities
 from activities.marketplace import MarketplaceActivities
 from activities.payments import PaymentActivities
+from activities.pre_orders import PreOrderActivities
 from activities.psp_client import PspClient
 from activities.registry import defined_activities
 from activities.replenishment import ReplenishmentActivities
@@ -64,6 +65,7 @@ def activity_groups(
         IntakeActivities(pool, settings),
         ReviewActivities(pool, settings),
         InventoryActivities(pool, settings),
+        PreOrderActivities(pool, settings),
         FulfilmentActivities(pool, settings),
         CancellationActivities(pool, settings),
         ShippingActivities(pool, settings, http),

@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         ProductReview,
         RebookRequest,
         ReceiptConfirmation,
+        ReleaseDateChange,
         ReviewReceipt,
     )
     from orderflow.models.payments import (
@@ -109,6 +110,8 @@ with workflow.unsafe.imports_passed_through():
         OrderRef,
         PickTaskInput,
         ProductReviewInput,
+        ReleaseHold,
+        ReleaseMoveInput,
         ReplacementOutcome,
         ReviewOutcomeInput,
         ShipmentHoldInput,
@@ -165,6 +168,7 @@ PATCH_OFFER_ON_TIME = "backorder-cancellation-offer-on-time"
 PATCH_CARRY_BOOKING_HOLDS = "continue-as-new-carries-booking-holds"
 PATCH_UNPROCESSABLE = "unprocessable-order-rejected"
 PATCH_PSP_PAYMENTS = "payments-through-psp"
+PATCH_PRE_ORDER = "pre-order-waits-for-release"
 
 
 class OrderCancelled(Exception):
@@ -206,6 +210,7 @@ class OrderWorkflow:
         try:
             await self._classify()
             if await self._review():
+                await self._wait_for_release()
                 await self._reserve_stock()
                 await self._pick_and_pack()
                 await self._ship()
@@ -317,6 +322,36 @@ class OrderWorkflow:
             await self._settle_payment(f"rejected: {decision.note or 'review'}")
             await self._tell_marketplace_cancelled("rejected by the shop")
         return approved
+
+    async def _wait_for_release(self) -> None:
+        """A pre-order waits, without reserving, until its pre-sale products are released
+        (a durable timer, moved by purchasing's `move_release`); a cancel ends the wait."""
+        classification = self._state.review.classification
+        if classification is None or classification.order_type != "pre_sale":
+            return
+        if not workflow.patched(PATCH_PRE_ORDER):
+            return
+        stock = self._state.stock
+        hold: ReleaseHold = await self._local(
+            ActivityName.HOLD_FOR_RELEASE, self._order, result_type=ReleaseHold
+        )
+        if hold.release_at is None or hold.release_at <= workflow.now():
+            return
+        stock.release_at = hold.release_at
+        self._note("pre-order waits for the release", release_at=hold.release_at.isoformat())
+        self._set_awaiting(Awaiting.RELEASE)
+        while True:
+            assert stock.release_at is not None
+
+            def moved(seen: int = stock.release_moves) -> bool:
+                return stock.release_moves > seen
+
+            if not await self._wait(moved, stock.release_at - workflow.now()):
+                break
+            # Moved: the new date is set by the Update; wait on for it.
+        self._set_awaiting(None)
+        await self._local(ActivityName.RELEASE_PRE_ORDER, OrderRef(order_id=self._order.order_id))
+        self._note("released")
 
     async def _reserve_stock(self) -> None:
         stock = self._state.stock
@@ -990,6 +1025,29 @@ class OrderWorkflow:
             self._note("cancel refused", actor=request.requested_by, reason=request.reason)
         elif self._state.cancellation.request is None:
             self._state.cancellation.request = request
+
+    @workflow.update
+    async def move_release(self, change: ReleaseDateChange) -> OrderView:
+        stock = self._state.stock
+        move_no = stock.release_moved + 1
+        stock.release_moved = move_no
+        moved: ReleaseHold = await self._local(
+            ActivityName.MOVE_RELEASE,
+            ReleaseMoveInput(
+                order_id=self._order.order_id, move_no=move_no, by=change.by, note=change.note
+            ),
+            result_type=ReleaseHold,
+        )
+        if moved.release_at is not None:
+            stock.release_at = moved.release_at
+            self._note("release moved", actor=change.by, release_at=moved.release_at.isoformat())
+        stock.release_moves += 1
+        return self.view()
+
+    @move_release.validator
+    def _validate_move_release(self, change: ReleaseDateChange) -> None:
+        if self._awaiting() != Awaiting.RELEASE:
+            raise self._wrong_state("is not waiting for a release")
 
     @workflow.signal
     def stock_received(self, receipt: StockReceived) -> None:

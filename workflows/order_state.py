@@ -88,9 +88,14 @@ class ReviewState(Part):
 
 
 class StockState(Part):
-    """Step 4: stock receipts for the order's SKUs, each a reason to try the reservation again."""
+    """Step 4: stock receipts for the order's SKUs, each a reason to try the reservation again;
+    for a pre-order, the release it waits for and purchasing's moves of it."""
 
     signals: PerRun[int] = 0
+    release_at: PerRun[datetime | None] = None
+    # Counters the `move_release` Update waits on.
+    release_moves: PerRun[int] = 0
+    release_moved: PerRun[int] = 0
 
 
 class WarehouseState(Part):

@@ -12,6 +12,10 @@ class ActivityName(StrEnum):
     RECORD_REVIEW_DECISION = "record_review_decision"
     RESERVE_STOCK = "reserve_stock"
     REMIND_BACKORDER = "remind_backorder"
+    # Pre-orders (step 4): wait for the release, moved by purchasing, then go on
+    HOLD_FOR_RELEASE = "hold_for_release"
+    MOVE_RELEASE = "move_release"
+    RELEASE_PRE_ORDER = "release_pre_order"
     OPEN_PICK_TASK = "open_pick_task"
     NOTIFY_PICK_OVERDUE = "notify_pick_overdue"
     RECORD_PICKED = "record_picked"

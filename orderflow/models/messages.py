@@ -197,6 +197,14 @@ class RebookRequest(Strict):
     note: Note | None = None
 
 
+class ReleaseDateChange(Strict):
+    """Purchasing moved the release of a pre-sale product the order waits for: the order
+    reads the new date from the catalogue and tells its customer."""
+
+    by: Actor = "purchasing"
+    note: Note | None = None
+
+
 class CaptureRetry(Strict):
     """Finance asks a parcel held for its payment to be captured again."""
 

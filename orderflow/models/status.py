@@ -29,6 +29,7 @@ class Awaiting(StrEnum):
 
     REVIEW_DECISION = "review_decision"
     STOCK = "stock"
+    RELEASE = "release"
     PICKED = "picked"
     PACKED = "packed"
     CARRIER_BOOKING = "carrier_booking"

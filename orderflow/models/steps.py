@@ -39,6 +39,20 @@ class BackorderReminderInput(Strict):
     offer_cancellation: bool
 
 
+class ReleaseHold(Strict):
+    """When a pre-order's last pre-sale product is released; None: nothing to wait for."""
+
+    release_at: datetime | None = None
+
+
+class ReleaseMoveInput(Strict):
+    order_id: str
+    # The n-th move of this order's release (its event and notice are keyed by it).
+    move_no: int
+    by: str
+    note: str | None = None
+
+
 class PickTaskInput(Strict):
     order_id: str
     pick_sla: timedelta

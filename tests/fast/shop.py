@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +65,8 @@ from orderflow.models.steps import (
     OrderRef,
     PickTaskInput,
     ProductReviewInput,
+    ReleaseHold,
+    ReleaseMoveInput,
     ReplacementOutcome,
     ReviewOutcomeInput,
     ShipmentHoldInput,
@@ -128,6 +130,8 @@ class FakeShop:
         # activity -> the message it fails with for good (non-retryable, as a real local
         # activity fails on data it can never process: activities/failures.py)
         self.unprocessable: dict[ActivityName, str] = {}
+        # a pre-order's release as the catalogue has it (None: nothing to wait for)
+        self.release_at: datetime | None = None
         # the payment service provider: the next N captures are declined; renewals of an
         # authorisation are declined, or last this long from when they were asked
         self.refuse_captures = 0
@@ -187,6 +191,9 @@ class FakeShop:
             self.record_feedback,
             self.record_product_review,
             self.reject_unprocessable,
+            self.hold_for_release,
+            self.move_release,
+            self.release_pre_order,
             self.capture_payment,
             self.void_payment,
             self.refund_payment,
@@ -353,6 +360,24 @@ class FakeShop:
             released_lines=released,
         )
         return self._cancel_result
+
+    # ------------------------------------------------------------------ pre-orders
+    @activity.defn(name=ActivityName.HOLD_FOR_RELEASE)
+    async def hold_for_release(self, order: Order) -> ReleaseHold:
+        await self._call(ActivityName.HOLD_FOR_RELEASE, order)
+        if self.release_at is not None:
+            self._tell("pre_order.waiting", "customer", "pre-order waits for the release")
+        return ReleaseHold(release_at=self.release_at)
+
+    @activity.defn(name=ActivityName.MOVE_RELEASE)
+    async def move_release(self, data: ReleaseMoveInput) -> ReleaseHold:
+        await self._call(ActivityName.MOVE_RELEASE, data)
+        self._tell(f"pre_order.moved.{data.move_no}", "customer", "release moved")
+        return ReleaseHold(release_at=self.release_at)
+
+    @activity.defn(name=ActivityName.RELEASE_PRE_ORDER)
+    async def release_pre_order(self, ref: OrderRef) -> None:
+        await self._call(ActivityName.RELEASE_PRE_ORDER, ref)
 
     # ------------------------------------------------------------------ the PSP
     @activity.defn(name=ActivityName.CAPTURE_PAYMENT)

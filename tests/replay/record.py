@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from db.repositories import catalogue, inventory
+from db.repositories import catalogue, inventory, pre_orders
 from orderflow.models import (
     CancelRequest,
     Order,
@@ -27,7 +27,12 @@ from orderflow.models import (
     ReviewDecision,
     StockReceived,
 )
-from orderflow.models.messages import CaptureRetry, FeedbackRequest, ProductReview
+from orderflow.models.messages import (
+    CaptureRetry,
+    FeedbackRequest,
+    ProductReview,
+    ReleaseDateChange,
+)
 from tests.helpers import order_json, wait_for_status
 from tests.servers import (
     Stack,
@@ -248,6 +253,39 @@ async def authorisation_refused_cancelled(stack: Stack) -> str:
     return order.order_id
 
 
+async def _pre_order(stack: Stack, release_in: timedelta) -> Order:
+    sku = await _out_of_stock(stack, "SKU-PRE")
+    async with stack.pool.acquire() as conn:
+        await conn.execute("UPDATE inventory SET on_hand = 5 WHERE sku = $1", sku)
+        await pre_orders.set_release(conn, sku, datetime.now(UTC) + release_in)
+    order = Order.model_validate(order_json(items=[(sku, 1)]))
+    await stack.storefront.place_order(order)
+    await _until(lambda: _pre_order_waiting(stack, order.order_id))
+    return order
+
+
+async def _pre_order_waiting(stack: Stack, order_id: str) -> bool:
+    status = await stack.pool.fetchval(
+        "SELECT status FROM pre_orders WHERE order_id = $1", order_id
+    )
+    return bool(status == "waiting")
+
+
+async def pre_order_released(stack: Stack) -> str:
+    """A pre-order waits for its product's release, then goes on."""
+    return (await _pre_order(stack, timedelta(seconds=3))).order_id
+
+
+async def pre_order_release_moved(stack: Stack) -> str:
+    """Purchasing moves the release a pre-order waits for (sooner); it then goes on."""
+    order = await _pre_order(stack, timedelta(days=30))
+    sku = order.items[0].sku
+    async with stack.pool.acquire() as conn:
+        await pre_orders.set_release(conn, sku, datetime.now(UTC) + timedelta(seconds=2))
+    await stack.storefront.move_release(order.order_id, ReleaseDateChange(by="pat"))
+    return order.order_id
+
+
 SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "automatic_path_completed": automatic_path_completed,
     "flagged_then_approved": flagged_then_approved,
@@ -263,6 +301,8 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "captured_cancelled_refunded": captured_cancelled_refunded,
     "authorisation_renewed_while_backordered": authorisation_renewed_while_backordered,
     "authorisation_refused_cancelled": authorisation_refused_cancelled,
+    "pre_order_released": pre_order_released,
+    "pre_order_release_moved": pre_order_release_moved,
 }
 
 
