@@ -108,6 +108,21 @@ async def test_a_psp_failing_twice_then_answering_captures_once(stack: Stack) ->
     assert await operations(stack, order_id) == [("capture", "succeeded")]
 
 
+async def test_a_psp_failing_twice_then_answering_refunds_once(stack: Stack) -> None:
+    body = order_json(customer_id=BLOCKED.upper())
+    order_id = await place(stack, body)
+    await wait_for_status(stack.pool, order_id, "PENDING_REVIEW")
+    await stack.psp.control(mode="fail", fail_times=2)
+    response = await stack.http(
+        "POST", f"/orders/{order_id}/cancel", json={"reason": "changed my mind"}
+    )
+    assert response.status_code == 200, response.text
+    await stack.storefront.handle(order_id).result()
+    at_psp = await stack.psp.payment(body["payment"]["transaction_id"])
+    assert [r["amount"] for r in at_psp["refunds"]] == [body["payment"]["amount"]]
+    assert [kind for kind, _ in await operations(stack, order_id)] == ["refund"]
+
+
 async def test_a_cancelled_authorised_order_is_voided_not_refunded(stack: Stack) -> None:
     body = authorised(customer_id=BLOCKED.upper())
     order_id = await place(stack, body)
