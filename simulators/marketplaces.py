@@ -3,24 +3,30 @@ its own path (`http://<host>:<port>/<code>`, codes from `marketplace_simulator_c
 speaking the generic marketplace API of orderflow/models/marketplace.py.
 
 Per marketplace (Bearer `marketplace_simulator_api_key`; errors `{"detail": ...}`):
-- `GET /{code}/orders?after=<cursor>&limit=<n>`: the feed, an append-only log, oldest first;
-  a cancellation on the marketplace appends the order again with `status: "cancelled"`. The
-  cursor is the position of the last entry returned;
-- `POST /{code}/orders/{id}/acknowledge`, `POST /{code}/orders/{id}/shipments`
-  (`{"carrier", "tracking_number", "shipped_at"}`), `POST /{code}/orders/{id}/cancellation`
-  (`{"reason"}`): each with an `Idempotency-Key` (400 without), recorded once per key (a
-  repeat answers what the first made; 409 for a shipment of a cancelled order or a
-  cancellation of a shipped one; 404 for an unknown order).
+- `GET /{code}/orders?after=<cursor>&limit=<n>` (limit 1..500, default 50): the feed, an
+  append-only log, oldest first; a cancellation on the marketplace appends the order again
+  with `status: "cancelled"`. `next_cursor` is the position after the last entry returned
+  (as a string; `after` itself when nothing is new), to be handed back as `after`;
+- `POST /{code}/orders/{id}/acknowledge` (200), `POST /{code}/orders/{id}/shipments`
+  (`{"carrier", "tracking_number", "shipped_at"}`, 201), `POST
+  /{code}/orders/{id}/cancellation` (`{"reason"}`, 201): each with an `Idempotency-Key` (400
+  without), recorded once per key (a repeat answers 200 with what the first made, the same
+  key with another body or order 422); 409 for a shipment of an order cancelled on the
+  marketplace or a cancellation of a shipped one; 404 for an unknown order or marketplace.
 
 Simulator control: `POST /{code}/orders` adds an order to the feed: `{"kind": "valid"}` (the
 default, from the demo catalogue with a correct total), `"unknown_sku"`, `"bad_address"`,
 `"amount_mismatch"`, or `{"order": {...}}` as given; `POST /{code}/orders/{id}/cancel`
 cancels one on the marketplace; `GET /{code}/acknowledgements|shipments|cancellations` list
 what the shop told it; `GET|POST /control` (`{"mode": "normal"|"fail"|"slow",
-"fail_times": n, "slow_seconds": s, "reset": true}`): `fail` answers 503 to the next n
-requests of every marketplace, `slow` answers after `slow_seconds`. With
-`marketplace_simulator_demo_seconds` > 0, a demo order arrives on each marketplace that
-often, and every tenth is cancelled later. State lives in memory.
+"fail_times": n, "slow_seconds": s, "reset": true}`, for every marketplace at once):
+`fail` answers 503 to the first n attempts of each push (endpoint, order and
+`Idempotency-Key`), so every retried push is eventually taken, and to the first n reads of
+each feed; `slow` answers the marketplace API after `slow_seconds`. Only the marketplace API
+fails or is slow, never the control endpoints. `GET /healthz` needs no key. With
+`marketplace_simulator_demo_seconds` > 0, a valid demo order arrives on each marketplace
+that often, and every tenth time one of its unshipped orders is cancelled as well. State
+lives in memory.
 """
 
 from __future__ import annotations
@@ -29,25 +35,30 @@ import asyncio
 import contextlib
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import FastAPI, Header, HTTPException, Query
+from fastapi import FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.models.marketplace import MarketplaceCancellation, MarketplaceShipment
 from orderflow.settings import Settings, get_settings
 
 # What the demo marketplaces sell: SKUs of the embedded stack's demo catalogue, and prices.
+# A copy, not an import: simulators sit beside db/ and may not reach into it (a unit test
+# keeps the two in step).
 DEMO_LINES: tuple[tuple[str, str], ...] = (
     ("SKU-RED-MUG", "12.50"),
     ("SKU-TEA-TIN", "8.90"),
     ("SKU-BLUE-MUG", "12.50"),
+    ("SKU-COFFEE-1KG", "24.00"),
+    ("SKU-FRENCH-PRESS", "39.00"),
 )
+UNKNOWN_SKU = "SKU-NOT-SOLD-HERE"
 BUYERS = (("Ana Ruiz", "ana"), ("Ben Kohl", "ben"), ("Chen Wei", "chen"), ("Dara Nowak", "dara"))
 OrderKind = Literal["valid", "unknown_sku", "bad_address", "amount_mismatch"]
 Auth = Annotated[str | None, Header(alias="Authorization")]
@@ -97,6 +108,9 @@ class Marketplace:
 
     def cancel(self, order_id: str) -> dict[str, Any]:
         order = self.order(order_id)
+        if order["status"] == "cancelled":
+            # Cancelled once is enough: the feed says it once.
+            return order
         cancelled = {**order, "status": "cancelled"}
         self.orders[order_id] = cancelled
         self.feed.append(cancelled)
@@ -121,7 +135,7 @@ class Marketplace:
             for sku, quantity, price in picked
         ]
         if kind == "unknown_sku":
-            lines[0]["sku"] = "SKU-NOT-SOLD-HERE"
+            lines[0]["sku"] = UNKNOWN_SKU
         if kind == "amount_mismatch":
             total += Decimal("5.00")
         address = {
@@ -150,7 +164,8 @@ class MarketplaceSimulator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.behaviour = Behaviour()
-        self._failures = 0
+        # Failures answered so far, per request that a client would retry as it is.
+        self._failures: dict[tuple[str, ...], int] = {}
         self.markets = {code: Marketplace(code) for code in settings.marketplace_simulator_codes}
 
     def market(self, code: str) -> Marketplace:
@@ -163,12 +178,14 @@ class MarketplaceSimulator:
         if authorization != f"Bearer {self.settings.marketplace_simulator_api_key}":
             raise HTTPException(401, "missing or wrong API key")
 
-    async def behave(self) -> None:
-        """The simulated trouble, before any answer of the marketplace API."""
+    async def behave(self, *request: str) -> None:
+        """The simulated trouble, before any answer of the marketplace API. `request` names
+        what a client retries (a feed, or a push with its key): each fails `fail_times`."""
         b = self.behaviour
-        if b.mode == "fail" and self._failures < b.fail_times:
-            self._failures += 1
-            raise HTTPException(503, f"simulated outage ({self._failures} of {b.fail_times})")
+        failed = self._failures.get(request, 0)
+        if b.mode == "fail" and failed < b.fail_times:
+            self._failures[request] = failed + 1
+            raise HTTPException(503, f"simulated outage ({failed + 1} of {b.fail_times})")
         if b.mode == "slow":
             await asyncio.sleep(b.slow_seconds)
 
@@ -178,38 +195,56 @@ class MarketplaceSimulator:
         changes = update.model_dump(exclude_none=True, exclude={"reset"})
         if changes:
             self.behaviour = self.behaviour.model_copy(update=changes)
-        self._failures = 0
+        self._failures.clear()
         return self.behaviour
 
     def once(
-        self, market: Marketplace, key: str | None, body: dict[str, Any], make: Any
+        self,
+        market: Marketplace,
+        key: str | None,
+        body: dict[str, Any],
+        make: Callable[[], dict[str, Any]],
+        response: Response | None = None,
     ) -> dict[str, Any]:
-        """The record a keyed request made, made once per key."""
+        """The record a keyed request made, made once per key. `body` names the endpoint and
+        the order too, so a key reused for another order is refused, not answered with the
+        first order's record."""
         if not key:
             raise HTTPException(400, "an Idempotency-Key header is required")
         if key in market.taken:
             sent, first = market.taken[key]
             if sent != body:
                 raise HTTPException(422, f"Idempotency-Key {key} was used with another body")
+            if response is not None:
+                # Taken before: nothing is created now.
+                response.status_code = 200
             return first
         record: dict[str, Any] = make()
         market.taken[key] = (body, record)
         return record
 
+    def demo_tick(self, tick: int) -> None:
+        """One round of demo traffic: a new order on each marketplace and, every tenth
+        round, the cancellation of its newest order that has not shipped (the newest: the
+        shop most likely has not shipped it either, so the cancellation takes)."""
+        for market in self.markets.values():
+            if tick % 10 == 0:
+                shipped = {s["id"] for s in market.shipments}
+                open_ = [
+                    o
+                    for o in market.orders.values()
+                    if o["status"] == "new" and o["id"] not in shipped
+                ]
+                if open_:
+                    market.cancel(open_[-1]["id"])
+            market.add(market.generated("valid"))
+
     async def demo(self, every: float) -> None:
-        n = 0
+        tick = 0
         while True:
             await asyncio.sleep(every)
-            for market in self.markets.values():
-                n += 1
-                if n % 10 == 0 and market.orders:
-                    new = [o for o in market.orders.values() if o["status"] == "new"]
-                    shipped = {s["id"] for s in market.shipments}
-                    cancellable = [o for o in new if o["id"] not in shipped]
-                    if cancellable:
-                        market.cancel(cancellable[0]["id"])
-                        continue
-                market.add(market.generated("valid"))
+            tick += 1
+            self.demo_tick(tick)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -254,11 +289,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         sim.check(authorization)
         market = sim.market(code)
-        await sim.behave()
-        try:
-            start = int(after) if after else 0
-        except ValueError:
-            raise HTTPException(400, f"unknown cursor {after!r}") from None
+        await sim.behave(code, "feed")
+        if after and not (after.isascii() and after.isdigit()):
+            raise HTTPException(400, f"unknown cursor {after!r}")
+        start = int(after) if after else 0
         entries = market.feed[start : start + limit]
         return {"orders": entries, "next_cursor": str(start + len(entries))}
 
@@ -268,7 +302,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         sim.check(authorization)
         market = sim.market(code)
-        await sim.behave()
+        await sim.behave(code, "acknowledge", order_id, key or "")
         market.order(order_id)
 
         def make() -> dict[str, Any]:
@@ -283,12 +317,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         code: str,
         order_id: str,
         body: MarketplaceShipment,
+        response: Response,
         authorization: Auth = None,
         key: Key = None,
     ) -> dict[str, Any]:
         sim.check(authorization)
         market = sim.market(code)
-        await sim.behave()
+        await sim.behave(code, "shipments", order_id, key or "")
         order = market.order(order_id)
         sent = body.model_dump(mode="json")
 
@@ -299,19 +334,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             market.shipments.append(record)
             return record
 
-        return sim.once(market, key, sent, make)
+        return sim.once(market, key, {"shipment": order_id, **sent}, make, response)
 
-    @app.post("/{code}/orders/{order_id}/cancellation")
+    @app.post("/{code}/orders/{order_id}/cancellation", status_code=201)
     async def cancellation(
         code: str,
         order_id: str,
         body: MarketplaceCancellation,
+        response: Response,
         authorization: Auth = None,
         key: Key = None,
     ) -> dict[str, Any]:
         sim.check(authorization)
         market = sim.market(code)
-        await sim.behave()
+        await sim.behave(code, "cancellation", order_id, key or "")
         market.order(order_id)
         sent = body.model_dump(mode="json")
 
@@ -322,7 +358,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             market.cancellations.append(record)
             return record
 
-        return sim.once(market, key, sent, make)
+        return sim.once(market, key, {"cancellation": order_id, **sent}, make, response)
 
     @app.post("/{code}/orders", status_code=201)
     async def add_order(
@@ -331,7 +367,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sim.check(authorization)
         market = sim.market(code)
         new = new or NewOrder()
-        return market.add(new.order if new.order is not None else market.generated(new.kind))
+        if new.order is None:
+            return market.add(market.generated(new.kind))
+        order_id = new.order.get("id")
+        if not isinstance(order_id, str) or not order_id:
+            raise HTTPException(422, "an order as given needs a string id")
+        return market.add(new.order)
 
     @app.post("/{code}/orders/{order_id}/cancel")
     async def cancel_on_marketplace(

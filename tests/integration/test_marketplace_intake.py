@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -182,7 +183,10 @@ async def test_an_order_that_cannot_be_mapped_waits_for_customer_service(
     fixed_lines = [{**line, "sku": sku} for line in raw["lines"]][:1]
     fixed = {**raw, "lines": fixed_lines}
     fixed["total"] = str(
-        sum(float(line["unit_price"]) * int(line["quantity"]) for line in fixed_lines)
+        sum(
+            (Decimal(line["unit_price"]) * int(line["quantity"]) for line in fixed_lines),
+            Decimal(0),
+        )
     )
     await stack.pool.execute(
         "UPDATE products SET unit_price = $2 WHERE sku = $1", sku, fixed_lines[0]["unit_price"]
