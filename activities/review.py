@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.effects import OrderActivities, OrderEvent
-from db.repositories import orders, refunds, reviews
+from db.repositories import orders, refunds, reviews, risk_models
 from db.repositories.risk_history import load_risk_history
 from orderflow.models import OrderStatus, RiskAssessment, Step
 from orderflow.models.activity_names import ActivityName
@@ -44,7 +44,18 @@ class ReviewActivities(OrderActivities):
                     reasons=stored["risk_reasons"],
                 )
             history = await load_risk_history(conn, order, stored["placed_at"])
-            assessment = score_order(order, history, self._risk_config)
+            # The calibrated operating point in force, if any (its threshold, and its learned
+            # weights when it has them); its number goes on the order so every verdict can
+            # be traced to the operating point that made it.
+            version = await risk_models.active(conn)
+            config = self._risk_config
+            if version is not None:
+                update = {"flag_threshold": version["threshold"]}
+                if version["weights"]:
+                    update["weights"] = {**config.weights, **version["weights"]}
+                config = config.model_copy(update=update)
+            version_no = version["version"] if version is not None else None
+            assessment = score_order(order, history, config)
             async with conn.transaction():
                 status = OrderStatus.PENDING_REVIEW if assessment.flagged else OrderStatus.APPROVED
                 claimed = await self._effects.claim_in(
@@ -64,6 +75,7 @@ class ReviewActivities(OrderActivities):
                 await orders.set_risk(
                     conn, order.order_id, assessment.score, reasons, assessment.flagged
                 )
+                await risk_models.record_scored_by(conn, order.order_id, version_no)
                 if assessment.flagged:
                     await reviews.open_task(
                         conn,

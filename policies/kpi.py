@@ -85,6 +85,10 @@ class KpiInputs:
     feedback: Sequence[FeedbackFacts] = ()
     ratings: Sequence[int] = ()
     money: Sequence[MoneyFacts] = ()
+    # The cohort's orders known to be fraud so far (a reviewer's reject, a person's report,
+    # a chargeback), and the risk version that scored each order (None: the settings).
+    fraud: frozenset[str] = frozenset()
+    risk_versions: Mapping[str, int | None] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ results
@@ -166,6 +170,13 @@ class KpiReport(BaseModel):
     refunded_amount: Decimal = Decimal("0.00")
     disputed_amount: Decimal = Decimal("0.00")
     money_by_currency: dict[str, MoneyKpi] = Field(default_factory=dict)
+    # The risk operating point: of the assessed orders known to be fraud, the share flagged
+    # (recall on labelled outcomes), and how many orders each risk version scored ("settings":
+    # the configured threshold). Defaults: snapshots stored before they existed.
+    labelled_fraud: int = 0
+    fraud_flagged: int = 0
+    risk_recall: float | None = None
+    risk_versions: dict[str, int] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ computations
@@ -301,6 +312,12 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
     followed_up = {f.order_id for f in data.follow_ups}
 
     ratings = [r for r in data.ratings if 1 <= r <= 5]
+    fraud = [o for o in assessed if o.order_id in data.fraud]
+    fraud_flagged = sum(1 for o in fraud if "review_flagged" in o.kinds)
+    versions = Counter(
+        "settings" if (v := data.risk_versions.get(o.order_id)) is None else str(v)
+        for o in assessed
+    )
     return KpiReport(
         period_start=period_start,
         period_end=period_end,
@@ -320,6 +337,10 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
         overturn_rate=rate(overturned, len(decisions)),
         review_timeouts=timeouts,
         review_decision_seconds=quantiles(decision_times),
+        labelled_fraud=len(fraud),
+        fraud_flagged=fraud_flagged,
+        risk_recall=rate(fraud_flagged, len(fraud)),
+        risk_versions=dict(sorted(versions.items())),
         stock_checked=len(stock_checked),
         backordered=backordered,
         backorder_rate=rate(backordered, len(stock_checked)),
@@ -382,6 +403,7 @@ def headlines(report: KpiReport) -> list[Headline]:
         Headline("auto_approval_rate", "auto-approval rate", "rate", report.auto_approval_rate),
         Headline("flag_rate", "flag rate", "rate", report.flag_rate),
         Headline("overturn_rate", "flags overturned by reviewers", "rate", report.overturn_rate),
+        Headline("risk_recall", "known fraud flagged (recall)", "rate", report.risk_recall),
         Headline(
             "review_decision_p50",
             "review decision time p50",

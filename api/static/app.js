@@ -225,11 +225,57 @@ async function openOrder(orderId) {
     item.textContent = `${reason.message} (${reason.points})`;
     reasons.append(item);
   }
+  showReviewFacts(orderId, order.status);
   // The stream sends the whole history first, then each new event: the same events the
   // customer's own page shows.
   const controller = new AbortController();
   state.orderStream = controller;
   follow(`/orders/${encodeURIComponent(orderId)}/events/stream`, addEvent, controller);
+}
+
+// The facts a reviewer decides with, beside the score and reasons: the order's lines,
+// total, addresses and payment, and the customer's history in numbers.
+async function showReviewFacts(orderId, status) {
+  const box = $("review-facts");
+  box.textContent = "";
+  if (status !== "PENDING_REVIEW") return;
+  let task;
+  try {
+    task = await api("GET", `/reviews/${encodeURIComponent(orderId)}`);
+  } catch (error) {
+    say(`review task: ${error.message}`, true);
+    return;
+  }
+  if (orderId !== state.orderId) return;
+  const section = (title, rows) => {
+    const heading = document.createElement("h4");
+    heading.textContent = title;
+    const list = document.createElement("ul");
+    for (const text of rows) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      list.append(item);
+    }
+    box.append(heading, list);
+  };
+  const address = (a) => a ? ["name", "line1", "line2", "postal_code", "city", "country"].map((k) => a[k]).filter(Boolean).join(", ") : "as shipping";
+  const h = task.customer_history;
+  const amounts = Object.entries(h.amounts).map(([currency, amount]) => `${amount} ${currency}`).join(", ") || "nothing";
+  section(`Score ${task.score.toFixed(0)} (version ${task.risk_model_version ?? "settings"})`, [
+    `placed ${new Date(task.placed_at).toLocaleString()} via ${task.channel}, due ${new Date(task.due_at).toLocaleString()}`,
+  ]);
+  section(`Lines · total ${task.total} ${task.currency}`, task.items.map((i) => `${i.quantity} × ${i.sku} ${i.name || ""} @ ${i.unit_price} = ${i.line_total}`));
+  section("Addresses and payment", [
+    `customer ${task.customer.id} ${task.customer.email}`,
+    `ship to ${address(task.shipping_address)}`,
+    `bill to ${address(task.billing_address)}`,
+    `payment ${task.payment.method} ${task.payment.status} ${task.payment.amount} (${task.payment.transaction_id})`,
+  ]);
+  section("Customer history", [
+    `${h.orders} other order(s) for ${amounts}; first ${h.first_order_at ? new Date(h.first_order_at).toLocaleDateString() : "never"}`,
+    `${h.flagged} flagged: ${h.approved} approved, ${h.rejected} rejected, ${h.timed_out} timed out, ${h.awaiting_review} awaiting`,
+    `${h.reported_fraud} reported as fraud`,
+  ]);
 }
 
 function showStatus(status) {

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from db.repositories import risk_labels
 from policies.kpi import (
     FeedbackFacts,
     FollowUpFacts,
@@ -27,6 +28,7 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
     """Everything the KPI computations read about the orders placed in [start, end)."""
     orders = await conn.fetch(
         """SELECT o.order_id, o.order_type, o.channel, o.status, o.placed_at,
+                  o.risk_model_version,
                   (SELECT count(*) FROM order_lines l WHERE l.order_id = o.order_id) AS lines
            FROM orders o
            WHERE o.placed_at >= $1 AND o.placed_at < $2""",
@@ -121,6 +123,7 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
         start,
         end,
     )
+    fraud = await risk_labels.fraud_placed_between(conn, start, end)
     return KpiInputs(
         orders=[
             OrderFacts(
@@ -148,6 +151,8 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
             for t in feedback
         ],
         ratings=[r["rating"] for r in ratings],
+        fraud=frozenset(fraud),
+        risk_versions={o["order_id"]: o["risk_model_version"] for o in orders},
         money=[
             MoneyFacts(m["currency"], m["captured"], m["refunded"], m["disputed"]) for m in money
         ],

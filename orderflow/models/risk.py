@@ -226,3 +226,81 @@ def _normalize_block_entry(entry: str) -> str:
     if sep:
         return f"{country.strip().upper()}:{normalize_postal_code(code)}"
     return normalize_postal_code(code)
+
+
+class CalibrationTarget(Strict):
+    """The operating point the risk calibration aims at: catch at least `recall` of the
+    labelled fraud while flagging at most `flag_budget` of all orders for review."""
+
+    recall: float = Field(default=0.9, ge=0, le=1)
+    flag_budget: float = Field(default=0.08, ge=0, le=1)
+    # The latest share of the labelled orders, held out of the fit and judged on.
+    holdout: float = Field(default=0.3, gt=0, lt=1)
+    # Differences smaller than this (in recall or flag rate) count as a tie.
+    tolerance: float = Field(default=0.005, ge=0, le=0.2)
+    # Fewer labelled frauds than this on either side of the split: no new version.
+    min_positives: int = Field(default=5, ge=1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CalibrationTarget:
+        return cls(
+            recall=settings.risk_target_recall,
+            flag_budget=settings.risk_flag_budget,
+            holdout=settings.risk_calibration_holdout,
+            tolerance=settings.risk_calibration_tolerance,
+            min_positives=settings.risk_calibration_min_positives,
+        )
+
+
+class RiskMetrics(Strict):
+    """Flagging at one threshold, judged against labels."""
+
+    threshold: float
+    n: Count
+    positives: Count
+    flagged: Count
+    tp: Count
+    precision: float
+    recall: float
+    flag_rate: float
+
+
+class Calibration(Strict):
+    """What one calibration found: the threshold chosen on the train split, its figures on
+    both splits, the incumbent's figures on the same holdout, and whether it may go live."""
+
+    threshold: float | None
+    target: CalibrationTarget
+    # "threshold": the weights in force, a new threshold; "logistic": learned weights too.
+    model: str = "threshold"
+    weights: dict[str, float] | None = None
+    train: RiskMetrics | None = None
+    holdout: RiskMetrics | None = None
+    incumbent: RiskMetrics | None = None
+    target_met_on_train: bool = False
+    target_met_on_holdout: bool = False
+    accepted: bool = False
+    reason: str
+
+
+class RiskCalibrationRequest(Strict):
+    """What starts a calibration: nothing from the schedule (as of the run's start), or the
+    moment to judge the labelled history as of (a re-run of a past day)."""
+
+    as_of: datetime | None = None
+
+
+class RiskCalibrationInput(Strict):
+    """One calibration run: its key (a retry of the run inserts no second version) and the
+    moment it judges the labelled history as of."""
+
+    calibration_key: str = Field(min_length=1, max_length=200)
+    as_of: datetime
+
+
+class RiskCalibrationResult(Strict):
+    """The version a calibration inserted (None: too few labels), and whether it went live."""
+
+    version: int | None
+    activated: bool
+    calibration: Calibration

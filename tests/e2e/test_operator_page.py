@@ -87,6 +87,9 @@ def approve_from_the_page(base_url: str, order_id: str) -> dict[str, object]:
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, row))).click()
         _text_is(driver, "order-status", "PENDING_REVIEW")
         seen["reasons"] = driver.find_element(By.ID, "risk-reasons").text
+        # Beside them, the facts to decide with.
+        _text_is(driver, "review-facts", "Customer history")
+        seen["facts"] = driver.find_element(By.ID, "review-facts").text
         wait.until(ec.visibility_of_element_located((By.ID, "approve")))
 
         driver.find_element(By.ID, "note").send_keys("called the customer")
@@ -128,6 +131,10 @@ async def test_reviewer_approves_a_flagged_order_from_the_page(stack: Stack) -> 
     assert "called the customer" in str(seen["timeline_text"])
     assert "approved" in str(seen["message"])
     assert seen["reasons"], "the page shows why the order was flagged"
+    facts = str(seen["facts"])
+    assert "Lines · total 25.00 EUR" in facts and "2 × SKU-RED-MUG" in facts
+    assert "payment card failed 25.00" in facts and "ship to Ann Lee" in facts
+    assert "0 other order(s) for nothing; first never" in facts
     assert seen["review_hidden"]
 
 
