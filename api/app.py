@@ -28,13 +28,19 @@ from api.routes import (
     mail,
     orders,
     payments,
+    process_changes,
+    process_issues,
+    process_reviews,
     releases,
     reviews,
+    risk,
     stream,
     ui,
     warehouse,
+    webhooks,
 )
 from db.pool import create_pool
+from db.repositories.process_changes import record_configuration_at_start
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
 from starter.order_client import OrderClient
@@ -62,6 +68,9 @@ def create_app(
                 url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
             )
         app.state.pool = pool or own_pool
+        # The API starts orders with its order policy: a start with other process settings
+        # than the last one's is a dated process change.
+        await record_configuration_at_start(app.state.pool, settings, by="api")
         if storefront is None:
             client = await connect_temporal(settings)
             app.state.storefront = OrderClient(
@@ -89,6 +98,8 @@ def create_app(
     app.include_router(ui.router)
     for module in (orders, reviews, warehouse, inventory, releases, carriers, health):
         app.include_router(module.router)
+    # Risk outcomes (fraud reports) and the calibrated versions of the threshold.
+    app.include_router(risk.router)
     # The customer's feedback and review; logistics' lost parcels and rebooking.
     for module in (feedback, logistics):
         app.include_router(module.router)
@@ -102,6 +113,12 @@ def create_app(
     app.include_router(codec.router)
     # Marketplaces: their feeds, and the orders that could not be mapped.
     app.include_router(channels.router)
+    # Improving the process: staff's difficulties with a step.
+    app.include_router(process_issues.router)
+    app.include_router(process_changes.router)
+    app.include_router(process_reviews.router)
+    # Outbound webhooks: the shop's other systems subscribe to order events (admin).
+    app.include_router(webhooks.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     # Added last, so it is outermost: refusals of the body limit are counted too.
     install_metrics(app, settings)

@@ -84,6 +84,13 @@ _EXTRA: dict[tuple[str, str], set[int]] = {
     ("POST", "/purchasing/releases"): {404},
     ("GET", "/orders/{order_id}/events/stream"): {429},
     ("GET", "/events/stream"): {429},
+    # An unknown order named in the body; an Idempotency-Key reused with another body.
+    ("POST", "/process-issues"): {404, 409},
+    ("POST", "/process-issues/{ticket_id}/start"): {409},
+    ("POST", "/process-issues/{ticket_id}/resolve"): {409},
+    # Production without ORDERFLOW_WEBHOOK_SECRET_KEY; a delivery that is not dead.
+    ("POST", "/webhooks/subscriptions"): {409},
+    ("POST", "/webhooks/deliveries/{delivery_id}/retry"): {409},
 }
 
 # Prefixes of paths whose POSTs message an order's workflow.

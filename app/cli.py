@@ -18,7 +18,19 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from app.commands import channels, forecast, mail, payments, replenish, risk, track
+from app.commands import (
+    channels,
+    forecast,
+    mail,
+    payments,
+    process_changes,
+    process_issues,
+    process_review,
+    replenish,
+    risk,
+    track,
+    webhooks,
+)
 from app.commands.api_client import call_api, call_api_pages, print_json
 from orderflow.settings import Settings, UnsafeForProduction, get_settings
 
@@ -35,7 +47,11 @@ app.add_typer(channels.app, name="channels")
 app.add_typer(replenish.app, name="replenish")
 app.add_typer(track.app, name="track")
 app.add_typer(mail.app, name="mail")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(payments.app, name="payments")
+app.add_typer(process_issues.app, name="process-issues")
+app.add_typer(process_changes.app, name="process-changes")
+app.command("process-review")(process_review.process_review)
 
 console = Console()
 
@@ -218,6 +234,50 @@ def review_list() -> None:
     console.print(table)
 
 
+@review_app.command("show")
+def review_show(
+    order_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="The task as the API gives it.")] = False,
+) -> None:
+    """One review task: score and reasons beside the order's lines, total, addresses,
+    payment and the customer's history."""
+    task = _call("GET", f"/reviews/{order_id}", "reviewer")
+    if as_json:
+        print_json(task)
+        return
+    history = task["customer_history"]
+    amounts = ", ".join(f"{v} {k}" for k, v in history["amounts"].items()) or "nothing"
+    payment = task["payment"]
+    lines = [
+        f"order {task['order_id']} ({task['status']}, review {task['task_status']}), "
+        f"placed {task['placed_at']} via {task['channel']}",
+        f"score {task['score']:.0f} (risk version {task['risk_model_version'] or 'settings'})",
+        *(f"  +{r['points']:g} {r['message']}" for r in task["reasons"]),
+        "lines:",
+        *(
+            f"  {i['quantity']} x {i['sku']} {i.get('name') or ''} @ {i['unit_price']} = "
+            f"{i['line_total']}"
+            for i in task["items"]
+        ),
+        f"total {task['total']} {task['currency']}; payment {payment['method']} "
+        f"{payment['status']} {payment['amount']} ({payment['transaction_id']})",
+        f"customer {task['customer']['id']} {task['customer']['email']}",
+        f"ship to {_address(task['shipping_address'])}",
+        f"bill to {_address(task['billing_address'] or task['shipping_address'])}",
+        f"history: {history['orders']} other order(s) for {amounts}, first "
+        f"{history['first_order_at'] or 'never'}; {history['flagged']} flagged "
+        f"({history['approved']} approved, {history['rejected']} rejected, "
+        f"{history['timed_out']} timed out, {history['awaiting_review']} awaiting), "
+        f"{history['reported_fraud']} reported as fraud",
+    ]
+    typer.echo("\n".join(lines))
+
+
+def _address(address: dict[str, Any]) -> str:
+    parts = ("name", "line1", "line2", "postal_code", "city", "country")
+    return ", ".join(str(address[p]) for p in parts if address.get(p))
+
+
 @review_app.command("approve")
 def review_approve(order_id: str, note: Annotated[str | None, typer.Option()] = None) -> None:
     print_json(
@@ -396,6 +456,23 @@ def report(
     compare_to: Annotated[str | None, typer.Option("--compare-to")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML page")] = None,
+    around: Annotated[
+        int | None,
+        typer.Option(
+            "--around",
+            metavar="CHANGE_ID",
+            help="Instead: the touched steps' KPIs in equal windows before and after this "
+            "process change (`orderflow process-changes list`).",
+        ),
+    ] = None,
+    window_hours: Annotated[
+        float | None,
+        typer.Option(
+            "--window-hours",
+            min=0.001,
+            help="With --around: each window's length (default 7 days).",
+        ),
+    ] = None,
 ) -> None:
     """KPIs of the orders placed in a period (default: the last 7 days), optionally beside
     an earlier period (--compare-from/--compare-to): table, JSON or HTML with charts."""
@@ -405,6 +482,19 @@ def report(
     settings = get_settings()
     if not settings.database_url:
         raise typer.BadParameter("DATABASE_URL is not set")
+    if around is not None:
+        from app.report_around import run_around
+
+        window = timedelta(hours=window_hours) if window_hours else settings.process_change_window
+        code = run_around(
+            settings.database_url,
+            around,
+            window=window,
+            minimum_orders=settings.process_change_min_orders,
+            as_json=as_json,
+            console=console,
+        )
+        raise typer.Exit(code)
     end = _report_time(to, end=True) if to else datetime.now(UTC)
     start = _report_time(from_, end=False) if from_ else end - timedelta(days=7)
     if (compare_from is None) != (compare_to is None):

@@ -64,13 +64,18 @@ async def _register_external(settings: Settings, address: str) -> None:
 
 
 async def ensure_schedules(settings: Settings, address: str) -> None:
-    """The daily replenishment and the weekly KPI snapshot (idempotent)."""
+    """The daily replenishment, the weekly KPI snapshot and the risk calibration
+    (idempotent)."""
     from starter.kpi_schedule import ensure_kpi_schedule
+    from starter.process_review_schedule import ensure_process_review_schedule
     from starter.replenishment import ensure_replenishment_schedule
+    from starter.risk_calibration_schedule import ensure_risk_calibration_schedule
 
     client = await connect_temporal(settings, address)
     await ensure_replenishment_schedule(client, settings)
     await ensure_kpi_schedule(client, settings)
+    await ensure_process_review_schedule(client, settings)
+    await ensure_risk_calibration_schedule(client, settings)
 
 
 def worker_names(count: int) -> list[str]:

@@ -226,6 +226,24 @@ class Settings(BaseSettings):
     risk_weights: dict[str, float] = Field(default_factory=dict)
     risk_block_list_emails: list[str] = Field(default_factory=list)
     risk_block_list_postal_codes: list[str] = Field(default_factory=list)
+    # Risk calibration (workflows/risk_calibration.py): the target operating point (catch
+    # this share of labelled fraud, flag at most this share of orders), the latest share of
+    # labelled orders held out to judge a new threshold on, and its Temporal Schedule.
+    risk_target_recall: float = Field(default=0.9, ge=0, le=1)
+    risk_flag_budget: float = Field(default=0.08, ge=0, le=1)
+    risk_calibration_holdout: float = Field(default=0.3, gt=0, lt=1)
+    risk_calibration_tolerance: float = Field(default=0.005, ge=0, le=0.2)
+    risk_calibration_min_positives: int = Field(default=5, ge=1)
+    # An auto-approved order with no fraud report or chargeback this long after it was
+    # placed counts as legitimate in the labelled history.
+    risk_label_settle_days: int = Field(default=30, ge=0)
+    # How far back a calibration reads the labelled history.
+    risk_calibration_window_days: int = Field(default=180, ge=1)
+    # threshold: a new threshold for the weights in force; logistic: weights learned by a
+    # logistic regression over the signals, and their threshold.
+    risk_calibration_model: Literal["threshold", "logistic"] = "threshold"
+    risk_calibration_schedule_id: str = "risk-calibration-daily"
+    risk_calibration_every: timedelta = timedelta(days=1)
 
     # Classification rules (data-driven): thresholds the rules read
     bulk_quantity_threshold: int = 50
@@ -246,6 +264,24 @@ class Settings(BaseSettings):
     outbox_backoff_seconds: float = Field(default=5.0, ge=0)
     outbox_backoff_max_seconds: float = Field(default=3600.0, ge=0)
     outbox_batch_size: int = Field(default=50, ge=1, le=1000)
+
+    # Outbound webhooks (workers/webhooks.py): each worker runs a dispatcher unless off.
+    webhook_dispatch: bool = True
+    webhook_interval_seconds: float = Field(default=1.0, gt=0)
+    # A receiver that has not answered after the timeout failed this attempt; the lease must
+    # outlast it, or another dispatcher could send the same event while one is on the wire.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # Failed deliveries retry after backoff * 2^(attempt-1) (at most backoff_max) until they
+    # are older than the max age, then they are dead-lettered and wait for an admin's retry.
+    webhook_backoff_seconds: float = Field(default=5.0, ge=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    webhook_max_age: timedelta = timedelta(hours=24)
+    # Deliveries on the wire at once per dispatcher: a slow subscriber holds only its own.
+    webhook_concurrency: int = Field(default=20, ge=1, le=500)
+    # Encrypts subscriptions' signing secrets at rest. Unset: a development key, which
+    # production refuses (orderflow/webhooks.py).
+    webhook_secret_key: str | None = None
 
     # E-mail over SMTP. The embedded stack runs its own mail server on smtp_port unless
     # ORDERFLOW_SMTP_HOST points elsewhere.
@@ -314,6 +350,17 @@ class Settings(BaseSettings):
     # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
     kpi_schedule_id: str = "kpi-weekly"
     kpi_schedule_cron: str = "5 0 * * 1"
+    # Improving the process: a process issue waits in its department's queue this long by
+    # severity; `report --around` compares windows of process_change_window (shortened to
+    # the time since the change) and warns below process_change_min_orders orders in one;
+    # the weekly review pack's Temporal Schedule (workflows/process_review.py).
+    process_issue_sla_high: timedelta = timedelta(days=1)
+    process_issue_sla_medium: timedelta = timedelta(days=3)
+    process_issue_sla_low: timedelta = timedelta(days=7)
+    process_change_window: timedelta = timedelta(days=7)
+    process_change_min_orders: int = Field(default=30, ge=1)
+    process_review_schedule_id: str = "process-review-weekly"
+    process_review_schedule_cron: str = "20 0 * * 1"
     # The replenishment run (workflows/replenishment.py): planning assumptions and its Temporal
     # Schedule, e.g. ORDERFLOW_REPLENISHMENT='{"service_level": 0.98, "lead_time_days": 5}'
     replenishment: ReplenishmentSettings = Field(default_factory=ReplenishmentSettings)
@@ -434,6 +481,18 @@ class Settings(BaseSettings):
                 self.carrier_webhook_secrets.get(code),
                 minimum=MIN_SECRET_LENGTH,
                 default=f"dev-carrier-secret-{code}",
+            )
+            if problem:
+                problems.append(problem)
+
+        if self.webhook_secret_key:
+            # Optional (a shop may not use webhooks), but never weak when given; unset, the
+            # webhook routes refuse to store a secret in production.
+            problem = _secret_problem(
+                "ORDERFLOW_WEBHOOK_SECRET_KEY",
+                self.webhook_secret_key,
+                minimum=MIN_SECRET_LENGTH,
+                default=None,
             )
             if problem:
                 problems.append(problem)

@@ -9,16 +9,14 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
 from orderflow.settings import Settings
 from policies.kpi import KpiSnapshotRequest
+from starter.schedules import ensure_schedule
 from workflows.kpi_snapshot import KpiSnapshotWorkflow
 
 SNAPSHOT_WORKFLOW_ID = "kpi-snapshot"
@@ -39,14 +37,4 @@ def kpi_schedule(settings: Settings) -> Schedule:
 
 async def ensure_kpi_schedule(client: Client, settings: Settings) -> bool:
     """Create the schedule, or update an existing one to the settings; True when created."""
-    schedule = kpi_schedule(settings)
-    try:
-        await client.create_schedule(settings.kpi_schedule_id, schedule)
-        return True
-    except ScheduleAlreadyRunningError:
-
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(settings.kpi_schedule_id).update(update)
-        return False
+    return await ensure_schedule(client, settings.kpi_schedule_id, kpi_schedule(settings))

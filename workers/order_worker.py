@@ -25,22 +25,28 @@ from activities.kpi import KpiActivities
 from activities.marketplace import MarketplaceActivities
 from activities.payments import PaymentActivities
 from activities.pre_orders import PreOrderActivities
+from activities.process_review import ProcessReviewActivities
 from activities.psp_client import PspClient
 from activities.registry import defined_activities
 from activities.replenishment import ReplenishmentActivities
 from activities.review import ReviewActivities
+from activities.risk_calibration import RiskCalibrationActivities
 from activities.shipping import ShippingActivities
 from db.migrate import apply_migrations
 from db.pool import create_pool
+from db.repositories.process_changes import record_configuration_at_start
 from orderflow.settings import Settings
 from orderflow.temporal_client import connect_temporal
 from starter.marketplace_pollers import start_marketplace_pollers
 from workers.metrics import temporal_runtime, worker_metrics
 from workers.outbox import run_dispatcher
+from workers.webhooks import run_webhook_dispatcher
 from workflows.kpi_snapshot import KpiSnapshotWorkflow
 from workflows.marketplace_poller import MarketplacePollerWorkflow
 from workflows.order import OrderWorkflow
+from workflows.process_review import ProcessReviewWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
+from workflows.risk_calibration import RiskCalibrationWorkflow
 
 log = logging.getLogger("orderflow.worker")
 
@@ -72,6 +78,8 @@ def activity_groups(
         PaymentActivities(pool, settings, psp or PspClient(settings)),
         ReplenishmentActivities(pool, settings),
         KpiActivities(pool),
+        ProcessReviewActivities(pool, settings),
+        RiskCalibrationActivities(pool, settings),
         MarketplaceActivities(pool, settings, http),
     )
 
@@ -90,7 +98,9 @@ def build_worker(
             OrderWorkflow,
             ReplenishmentWorkflow,
             KpiSnapshotWorkflow,
+            ProcessReviewWorkflow,
             MarketplacePollerWorkflow,
+            RiskCalibrationWorkflow,
         ],
         activities=defined_activities(*activity_groups(pool, http, settings, psp)),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -127,10 +137,18 @@ async def run_worker(
         PspClient(settings) as psp,
         worker_metrics(settings, pool, temporal_metrics_port=sdk_metrics_port),
     ):
+        # Its risk weights, carriers and replenishment parameters differing from the last
+        # start's are dated process changes.
+        await record_configuration_at_start(pool, settings, by="worker")
         worker = build_worker(client, pool, http, settings, psp)
         dispatcher = (
             asyncio.create_task(run_dispatcher(pool, settings))
             if settings.outbox_dispatch
+            else None
+        )
+        webhook_dispatcher = (
+            asyncio.create_task(run_webhook_dispatcher(pool, settings))
+            if settings.webhook_dispatch
             else None
         )
         await start_marketplace_pollers(client, settings)
@@ -138,7 +156,8 @@ async def run_worker(
         try:
             await worker.run()
         finally:
-            if dispatcher:
-                dispatcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await dispatcher
+            for task in (dispatcher, webhook_dispatcher):
+                if task:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task

@@ -71,7 +71,7 @@ def _sources(
     dep: Department, settings: Settings
 ) -> list[tuple[str, Callable[[asyncpg.Pool], Awaitable[list[asyncpg.Record]]]]]:
     readers = queues.readers(settings, dep.code)
-    return [(kind, readers[kind]) for kind in dep.queues]
+    return [(kind, readers[kind]) for kind in queues.kinds_of(dep.queues)]
 
 
 async def department_queue(

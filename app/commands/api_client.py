@@ -28,17 +28,20 @@ def call_api(
     return _send(method, path, role=role, body=body, content=content, headers=headers).json()
 
 
-def call_api_pages(path: str, *, role: str | None = None) -> list[Any]:
-    """Every row of a paginated list endpoint, following `X-Next-Cursor` page by page."""
+def call_api_pages(
+    path: str, *, role: str | None = None, filters: dict[str, Any] | None = None
+) -> list[Any]:
+    """Every row of a paginated list endpoint, following `X-Next-Cursor` page by page;
+    `filters` are query parameters sent with every page (not in `path`: they would be lost)."""
     rows: list[Any] = []
-    params: dict[str, Any] = {"limit": 200}
+    params: dict[str, Any] = {**(filters or {}), "limit": 200}
     while True:
         response = _send("GET", path, role=role, params=params)
         rows.extend(response.json())
         cursor = response.headers.get("X-Next-Cursor")
         if not cursor:
             return rows
-        params = {"limit": 200, "cursor": cursor}
+        params = {**(filters or {}), "limit": 200, "cursor": cursor}
 
 
 def _send(

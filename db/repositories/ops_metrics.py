@@ -77,7 +77,7 @@ async def department_queue_depths(conn: queues.Conn, settings: Settings) -> dict
     for dep in DEPARTMENTS:
         readers = queues.readers(settings, dep.code)
         waiting = overdue = 0
-        for kind in dep.queues:
+        for kind in queues.kinds_of(dep.queues):
             for row in await readers[kind](conn):
                 waiting += 1
                 overdue += row["now"] > row["due_at"]

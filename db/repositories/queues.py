@@ -14,6 +14,7 @@ from typing import TypeAlias
 
 import asyncpg
 
+from db.repositories import process_issues
 from orderflow.settings import Settings
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -35,7 +36,26 @@ def readers(settings: Settings, department: str) -> dict[str, QueueReader]:
         "payment_problem": lambda c: payment_problems(c, settings.payment_problem_sla),
         "payment_dispute": lambda c: payment_disputes(c, settings.payment_dispute_sla),
         "channel_exception": lambda c: channel_exceptions(c, settings.channel_exception_sla),
+        "process_issue": lambda c: process_issues.waiting_on(
+            c,
+            department,
+            {
+                "high": settings.process_issue_sla_high,
+                "medium": settings.process_issue_sla_medium,
+                "low": settings.process_issue_sla_low,
+            },
+        ),
     }
+
+
+# Kinds every department's queue has besides its own (`Department.queues`): any step may
+# meet a difficulty, and the department that owns it answers.
+EVERY_DEPARTMENT = ("process_issue",)
+
+
+def kinds_of(queues: tuple[str, ...]) -> tuple[str, ...]:
+    """The kinds of queue items of a department whose own kinds are `queues`."""
+    return (*queues, *EVERY_DEPARTMENT)
 
 
 async def review_tasks(conn: Conn) -> list[asyncpg.Record]:

@@ -43,6 +43,10 @@ class ActivityName(StrEnum):
     APPLY_REPLENISHMENT = "apply_replenishment"
     # The weekly KPI snapshot (workflows/kpi_snapshot.py)
     STORE_KPI_SNAPSHOT = "store_kpi_snapshot"
+    # The weekly process review pack (workflows/process_review.py)
+    BUILD_PROCESS_REVIEW = "build_process_review"
+    # The risk calibration (workflows/risk_calibration.py)
+    CALIBRATE_RISK = "calibrate_risk"
     # The marketplaces' feeds (workflows/marketplace_poller.py) and the pushes to them
     FETCH_MARKETPLACE_ORDERS = "fetch_marketplace_orders"
     TAKE_MARKETPLACE_ORDER = "take_marketplace_order"

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.metrics import sample
+from db.pool import create_pool
 from orderflow.demo_carriers import DEMO_CARRIERS
 from orderflow.models import OrderPolicy
 from orderflow.settings import ROLES, Settings
@@ -99,15 +100,23 @@ async def test_production_metrics_need_the_admin_token(database_url: str) -> Non
     problems = settings.production_problems()
     assert not problems, problems
     port = free_port()
-    app = create_app(settings, pool=object(), storefront=object())  # type: ignore[arg-type]
-    async with serve(app, port), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        assert (await http.get("/metrics")).status_code == 401
-        storefront = {"Authorization": f"Bearer {settings.api_tokens['storefront']}"}
-        assert (await http.get("/metrics", headers=storefront)).status_code == 403
-        admin = {"Authorization": f"Bearer {settings.api_tokens['admin']}"}
-        answer = await http.get("/metrics", headers=admin)
-        assert answer.status_code == 200
-        assert "orderflow_http_requests_total" in answer.text
+    # A real pool: the API records its process settings at start.
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        app = create_app(settings, pool=pool, storefront=object())  # type: ignore[arg-type]
+        async with (
+            serve(app, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        ):
+            assert (await http.get("/metrics")).status_code == 401
+            storefront = {"Authorization": f"Bearer {settings.api_tokens['storefront']}"}
+            assert (await http.get("/metrics", headers=storefront)).status_code == 403
+            admin = {"Authorization": f"Bearer {settings.api_tokens['admin']}"}
+            answer = await http.get("/metrics", headers=admin)
+            assert answer.status_code == 200
+            assert "orderflow_http_requests_total" in answer.text
+    finally:
+        await pool.close()
 
 
 async def _db_truth(stack: Stack) -> tuple[dict[str, int], int]:

@@ -84,6 +84,8 @@ SCHEDULED_RUNS = {
     ActivityName.PLAN_REPLENISHMENT,
     ActivityName.APPLY_REPLENISHMENT,
     ActivityName.STORE_KPI_SNAPSHOT,
+    ActivityName.BUILD_PROCESS_REVIEW,
+    ActivityName.CALIBRATE_RISK,
     # The marketplaces' feeds (workflows/marketplace_poller.py)
     ActivityName.FETCH_MARKETPLACE_ORDERS,
     ActivityName.TAKE_MARKETPLACE_ORDER,
