@@ -532,12 +532,41 @@ def docs(
     check: Annotated[
         bool, typer.Option("--check", help="Fail when the file differs from the code.")
     ] = False,
-    output: Annotated[Path, typer.Option(help="Where the handbook goes.")] = Path(
-        "docs/process.md"
-    ),
+    output: Annotated[Path | None, typer.Option(help="Where the handbook goes.")] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Add each step's open process issues and last change from the database "
+            "(written to .orderflow/process-live.md unless --output says otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Write the process handbook (flowchart, responsibilities, standards) from the code."""
-    from app.handbook import handbook_is_current, write_handbook
+    from app.handbook import handbook_is_current, render_handbook, write_handbook
+
+    if live:
+        from app.handbook_live import read_step_life
+        from db.pool import connect
+
+        settings = get_settings()
+        if not settings.database_url:
+            console.print("[red]DATABASE_URL is not set (nor a running stack's)[/]")
+            raise typer.Exit(2)
+
+        async def read() -> str:
+            conn = await connect(settings.database_url or "")
+            try:
+                return render_handbook(settings.order_policy, await read_step_life(conn))
+            finally:
+                await conn.close()
+
+        target = output or Path(".orderflow/process-live.md")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(asyncio.run(read()), encoding="utf-8")
+        console.print(f"{target} written")
+        return
+    output = output or Path("docs/process.md")
 
     if check:
         if not handbook_is_current(output):

@@ -1,11 +1,16 @@
 """The process handbook, `docs/process.md`, written from the step definitions in
 `orderflow/process.py`: the flowchart (Mermaid), the responsibility table and each step's
 operating standard. `orderflow docs --check` fails when the file and the code disagree.
+
+`orderflow docs --live` writes the same handbook with each step's life as the database has
+it now (`StepLife`: its open process issues and its last process change), for the improvement
+meeting; the committed file stays the code's alone.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from orderflow.models import SHIPPED_OR_LATER, OrderPolicy, OrderStatus
@@ -25,6 +30,35 @@ from orderflow.process import (
 from orderflow.settings import Settings
 
 DEFAULT_PATH = Path("docs/process.md")
+
+
+@dataclass(frozen=True)
+class LastChange:
+    change_id: int
+    setting: str
+    changed_at: datetime
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class StepLife:
+    """What the database says of each step now: open process issues, the last change."""
+
+    open_issues: dict[int, int] = field(default_factory=dict)
+    last_changes: dict[int, LastChange] = field(default_factory=dict)
+
+    def lines(self, step: int) -> list[str]:
+        issues = self.open_issues.get(step, 0)
+        change = self.last_changes.get(step)
+        last = (
+            f"#{change.change_id} `{change.setting}` on {change.changed_at:%Y-%m-%d} "
+            f"by {change.changed_by}"
+            if change
+            else "none recorded"
+        )
+        noun = "issue" if issues == 1 else "issues"
+        return [f"- **Now**: {issues} open process {noun}; last process change: {last}"]
+
 
 _QUEUE_SOURCES = {
     "review_task": "review tasks (open or escalated), due at the review SLA",
@@ -223,7 +257,7 @@ def department_table() -> list[str]:
     return lines
 
 
-def render_handbook(policy: OrderPolicy | None = None) -> str:
+def render_handbook(policy: OrderPolicy | None = None, life: StepLife | None = None) -> str:
     policy = policy or OrderPolicy()
     lines = [
         "# The order process",
@@ -248,7 +282,11 @@ def render_handbook(policy: OrderPolicy | None = None) -> str:
         "",
     ]
     for step in STEPS:
-        lines += operating_standard(step, policy)
+        section = operating_standard(step, policy)
+        if life is not None:
+            # After the step's heading, purpose and facts, before its blank closing line.
+            section = [*section[:-1], *life.lines(int(step.step)), section[-1]]
+        lines += section
     lines += operating_standard(CANCELLATION, policy)
     lines += [
         "## Department queues",

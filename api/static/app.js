@@ -311,6 +311,25 @@ async function decide(decision) {
   }
 }
 
+async function raiseIssue() {
+  const description = $("issue-description").value.trim();
+  const orderId = $("issue-order").value.trim();
+  try {
+    const issue = await api("POST", "/process-issues", {
+      step: Number($("issue-step").value),
+      severity: $("issue-severity").value,
+      order_id: orderId || null,
+      description,
+    });
+    say(`process issue ${issue.ticket_id} raised with ${issue.department}`);
+    $("issue-description").value = "";
+    $("issue-order").value = "";
+    refreshSoon();
+  } catch (error) {
+    say(`process issue: ${error.message}`, true);
+  }
+}
+
 // ---------------------------------------------------------------- start
 function start() {
   if (state.shopStream) state.shopStream.abort();
@@ -336,6 +355,10 @@ $("token-form").addEventListener("submit", (e) => {
 $("order-form").addEventListener("submit", (e) => {
   e.preventDefault();
   openOrder($("order-id").value);
+});
+$("issue-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  raiseIssue();
 });
 $("approve").addEventListener("click", () => decide("approve"));
 $("reject").addEventListener("click", () => decide("reject"));

@@ -86,6 +86,8 @@ def approve_from_the_page(base_url: str, order_id: str) -> dict[str, object]:
         row = f'#queue tr[data-order-id="{order_id}"] a.order-link'
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, row))).click()
         _text_is(driver, "order-status", "PENDING_REVIEW")
+        # The reasons render a moment after the status: wait for them, do not race them.
+        wait.until(lambda d: d.find_element(By.ID, "risk-reasons").text.strip())
         seen["reasons"] = driver.find_element(By.ID, "risk-reasons").text
         # Beside them, the facts to decide with.
         _text_is(driver, "review-facts", "Customer history")
@@ -147,3 +149,36 @@ async def test_page_is_served_without_a_build_step(stack: Stack) -> None:
     assert (await stack.http("GET", "/ui/secrets.txt", role=None)).status_code == 404
     redirect = await stack.http("GET", "/ui", role=None, follow_redirects=False)
     assert redirect.status_code == 307 and redirect.headers["location"] == "/ui/"
+
+
+def raise_from_the_page(base_url: str, description: str) -> str:
+    """What a warehouse operator does: raise a difficulty with step 5; the page's answer."""
+    with chromium() as driver:
+        wait = WebDriverWait(driver, 30)
+        driver.get(f"{base_url}/ui/")
+        token = wait.until(ec.presence_of_element_located((By.ID, "token")))
+        token.send_keys("dev-warehouse")
+        driver.find_element(By.ID, "save-token").click()
+        _text_is(driver, "live", "live")
+        driver.find_element(By.CSS_SELECTOR, '#issue-step option[value="5"]').click()
+        driver.find_element(By.CSS_SELECTOR, '#issue-severity option[value="high"]').click()
+        driver.find_element(By.ID, "issue-description").send_keys(description)
+        driver.find_element(By.ID, "raise-issue").click()
+        _text_is(driver, "message", "raised with warehouse")
+        return str(driver.find_element(By.ID, "message").text)
+
+
+async def test_an_operator_raises_a_process_difficulty_from_the_page(stack: Stack) -> None:
+    description = "the pick list sorts by SKU, not by aisle"
+    message = await asyncio.to_thread(raise_from_the_page, str(stack.api.base_url), description)
+    ticket_id = message.split()[2]
+    issue = await stack.pool.fetchrow(
+        "SELECT step, department, severity, description, raised_by FROM process_issues "
+        "WHERE ticket_id = $1",
+        ticket_id,
+    )
+    assert issue is not None, message
+    assert (issue["step"], issue["department"], issue["severity"]) == (5, "warehouse", "high")
+    assert issue["description"] == description and issue["raised_by"] == "warehouse"
+    queue = await stack.http("GET", "/departments/warehouse/queue", role="warehouse")
+    assert ticket_id in {item["ref"] for item in queue.json()["items"]}
