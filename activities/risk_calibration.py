@@ -10,7 +10,7 @@ from datetime import timedelta
 import asyncpg
 from temporalio import activity
 
-from db.repositories import risk_labels, risk_models
+from db.repositories import process_changes, risk_labels, risk_models
 from orderflow.models.activity_names import ActivityName
 from orderflow.models.risk import (
     CalibrationTarget,
@@ -81,7 +81,26 @@ class RiskCalibrationActivities:
                 created_at=data.as_of,
             )
             if result.accepted:
-                await risk_models.activate(conn, row["version"], at=data.as_of)
+                before = await risk_models.active(conn)
+                if before is None or before["version"] != row["version"]:
+                    async with conn.transaction():
+                        await risk_models.activate(conn, row["version"], at=data.as_of)
+                        # A new operating point of the review is a dated process change,
+                        # recorded with its activation (a retry finds it live and skips both).
+                        await process_changes.record_change(
+                            conn,
+                            setting="risk.flag_threshold",
+                            steps=[3],
+                            old=float(before["threshold"])
+                            if before is not None
+                            else self._settings.risk_flag_threshold,
+                            new=result.threshold,
+                            by="risk-calibration",
+                            reason=f"calibrated version {row['version']} went live: not worse "
+                            "on the holdout",
+                            source="calibration",
+                            changed_at=data.as_of,
+                        )
         return RiskCalibrationResult(
             version=row["version"], activated=result.accepted, calibration=result
         )

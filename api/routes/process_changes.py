@@ -115,7 +115,7 @@ async def list_changes(
     setting: Annotated[
         str | None, Query(max_length=200, description="A setting's name or dotted prefix.")
     ] = None,
-    source: Literal["configuration", "operator"] | None = None,
+    source: Literal["configuration", "operator", "calibration"] | None = None,
     changed_from: Annotated[datetime | None, Query(alias="from")] = None,
     changed_to: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> list[ProcessChange]:

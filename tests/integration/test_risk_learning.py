@@ -290,6 +290,15 @@ async def test_calibration_fits_a_version_meeting_the_target_and_orders_record_i
     assert active is not None and active["version"] == result.version
     assert active["threshold"] == calibration.threshold
     assert active["metrics"]["accepted"] is True
+    # The new operating point is a dated process change of the review step.
+    changes = await stack.pool.fetch(
+        """SELECT steps, old_value, new_value, changed_by, source FROM process_changes
+           WHERE setting = 'risk.flag_threshold'"""
+    )
+    assert [(c["steps"], c["source"], c["changed_by"]) for c in changes] == [
+        ([3], "calibration", "risk-calibration")
+    ]
+    assert (changes[0]["old_value"], changes[0]["new_value"]) == (60.0, calibration.threshold)
 
     # An order scored now is flagged at the version's threshold and names the version: a
     # new customer's large order (the history's orders are 25.00) scores 50, which the
@@ -338,6 +347,13 @@ async def test_a_retried_calibration_inserts_no_second_version(stack: Stack) -> 
     assert first.version is not None and again.version == first.version
     keys = [v["calibration_key"] for v in await risk_models.versions(stack.pool)]
     assert keys.count(data.calibration_key) == 1
+    if first.activated:
+        # Put live once, recorded as a change once.
+        reason = f"calibrated version {first.version} went live: not worse on the holdout"
+        recorded = await stack.pool.fetchval(
+            "SELECT count(*) FROM process_changes WHERE reason = $1", reason
+        )
+        assert recorded == 1
 
 
 async def test_a_learned_model_weighs_the_signals_by_their_outcomes(stack: Stack) -> None:
