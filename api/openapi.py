@@ -80,7 +80,7 @@ _EXTRA: dict[tuple[str, str], set[int]] = {
     ("POST", "/payments/{order_id}/refunds/retry"): {409, 503},
     ("POST", "/payments/{order_id}/capture/retry"): {409, 503},
     ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/place"): {409, 422, 503},
-    ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/reject"): {409},
+    ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/reject"): {409, 503},
     ("POST", "/purchasing/releases"): {404},
     ("GET", "/orders/{order_id}/events/stream"): {429},
     ("GET", "/events/stream"): {429},

@@ -151,7 +151,7 @@ class Marketplace:
             "id": f"{self.made:05d}{secrets.token_hex(2).upper()}",
             "created_at": datetime.now(UTC).isoformat(),
             "status": "new",
-            "buyer": {"name": name, "email": f"{handle}@{self.code}.example.com"},
+            "buyer": {"name": name, "email": f"{handle}.{self.made}@{self.code}.example.com"},
             "lines": lines,
             "currency": "EUR",
             "shipping_address": address,

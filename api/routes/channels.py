@@ -10,7 +10,8 @@ customer service has no operator role of its own).
   payload (422 with the problem while it still does not map), then acknowledge it to the
   marketplace (503 when the marketplace does not answer: send again, nothing is placed
   twice);
-- `POST /channels/exceptions/{marketplace}/{external_order_id}/reject`: nobody places it.
+- `POST /channels/exceptions/{marketplace}/{external_order_id}/reject`: nobody places it,
+  and the marketplace is told it is cancelled.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from api.auth import Principal, require
 from api.deps import order_client_of, pool_of, settings_of
 from db.repositories import catalogue
 from db.repositories import marketplace as feeds
+from orderflow.models.marketplace import MarketplaceCancellation
 from policies.marketplace_mapping import map_feed_order
 
 router = APIRouter(tags=["channels"])
@@ -40,6 +42,9 @@ class Feed(BaseModel):
     orders_seen: int
     last_error: str | None
     last_error_at: datetime | None
+    # The feed's lag: seconds since it was last read without an error (None: never).
+    read_at: datetime | None
+    lag_seconds: float | None
     placed: int
     unacknowledged: int
     exceptions: int
@@ -177,15 +182,33 @@ async def reject_exception(
     request: Request,
     who: Annotated[Principal, Depends(require("admin"))],
 ) -> Resolution:
-    await _exception_or_404(request, marketplace, external_order_id)
-    rejected = await feeds.reject(
-        pool_of(request), marketplace, external_order_id, by=who.actor, note=body.note
-    )
-    if rejected is None:
+    """Nobody places it; the marketplace is told it is cancelled (503 when it does not
+    answer: send again, it is told once)."""
+    row = await _exception_or_404(request, marketplace, external_order_id)
+    if row["status"] == "exception":
+        row = await feeds.reject(
+            pool_of(request), marketplace, external_order_id, by=who.actor, note=body.note
+        )
+    if row is None or row["status"] != "rejected" or row["order_id"] is not None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"order {external_order_id} from {marketplace} is not a channel exception",
         )
+    async with httpx.AsyncClient() as http:
+        try:
+            await MarketplaceClient(settings_of(request), http).push_cancellation(
+                marketplace,
+                external_order_id,
+                MarketplaceCancellation(reason=row["resolution_note"] or body.note),
+                key=f"cancellation-{marketplace}-{external_order_id}",
+            )
+        except MarketplaceUnavailable as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"rejected, but {exc}: send again to tell the marketplace",
+            ) from exc
+        except ApplicationError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return Resolution(
         marketplace=marketplace, external_order_id=external_order_id, status="rejected"
     )

@@ -27,12 +27,15 @@ def status_command(
         print_json(feeds)
         return
     table = Table(title="marketplaces")
-    for column in ("marketplace", "polled", "placed", "unacked", "exceptions", "rejected", "error"):
+    columns = ("marketplace", "cursor", "polled", "lag s", "placed", "unacked", "exceptions")
+    for column in (*columns, "rejected", "error"):
         table.add_column(column)
     for feed in feeds:
         table.add_row(
             feed["marketplace"],
+            feed["cursor"] or "",
             feed["polled_at"] or "never",
+            "" if feed["lag_seconds"] is None else f"{feed['lag_seconds']:.1f}",
             str(feed["placed"]),
             str(feed["unacknowledged"]),
             str(feed["exceptions"]),

@@ -114,11 +114,13 @@ async def record_poll(
 ) -> None:
     await conn.execute(
         """INSERT INTO marketplace_feeds (marketplace, cursor, polled_at, orders_seen,
-                                          last_error, last_error_at)
-           VALUES ($1, $2, now(), $3, $4, CASE WHEN $4::text IS NULL THEN NULL ELSE now() END)
+                                          last_error, last_error_at, read_at)
+           VALUES ($1, $2, now(), $3, $4, CASE WHEN $4::text IS NULL THEN NULL ELSE now() END,
+                   CASE WHEN $4::text IS NULL THEN now() END)
            ON CONFLICT (marketplace) DO UPDATE
            SET cursor = coalesce(EXCLUDED.cursor, marketplace_feeds.cursor),
                polled_at = now(),
+               read_at = coalesce(EXCLUDED.read_at, marketplace_feeds.read_at),
                orders_seen = marketplace_feeds.orders_seen + EXCLUDED.orders_seen,
                last_error = EXCLUDED.last_error,
                last_error_at = coalesce(EXCLUDED.last_error_at, marketplace_feeds.last_error_at)""",
@@ -133,7 +135,8 @@ async def feeds(conn: Conn) -> list[asyncpg.Record]:
     """Every marketplace's feed with its counts of orders by state."""
     return await conn.fetch(
         """SELECT f.marketplace, f.cursor, f.polled_at, f.orders_seen, f.last_error,
-                  f.last_error_at,
+                  f.last_error_at, f.read_at,
+                  extract(epoch FROM now() - f.read_at)::float8 AS lag_seconds,
                   count(o.*) FILTER (WHERE o.status = 'mapped') AS placed,
                   count(o.*) FILTER (WHERE o.status = 'mapped' AND o.acknowledged_at IS NULL)
                       AS unacknowledged,
@@ -141,5 +144,7 @@ async def feeds(conn: Conn) -> list[asyncpg.Record]:
                   count(o.*) FILTER (WHERE o.status = 'rejected') AS rejected
            FROM marketplace_feeds f
            LEFT JOIN marketplace_orders o ON o.marketplace = f.marketplace
-           GROUP BY f.marketplace ORDER BY f.marketplace"""
+           GROUP BY f.marketplace, f.cursor, f.polled_at, f.orders_seen, f.last_error,
+                    f.last_error_at, f.read_at
+           ORDER BY f.marketplace"""
     )

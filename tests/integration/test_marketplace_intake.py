@@ -141,6 +141,12 @@ async def test_feed_orders_are_placed_once_acknowledged_and_told_when_shipped(
         assert row["channel"] == "marketplace"
         assert row["payload"]["external_order_id"] == entry["id"]
         (shipment,) = await _shipments(markets, code, entry["id"])
+        feed = next(
+            f
+            for f in (await stack.http("GET", "/channels", role="admin")).json()
+            if f["marketplace"] == code
+        )
+        assert feed["last_error"] is None and 0 <= feed["lag_seconds"] < 30
         tracking = await stack.pool.fetchval(
             "SELECT tracking_number FROM shipments WHERE order_id = $1", order_id
         )
@@ -219,6 +225,9 @@ async def test_an_order_that_cannot_be_mapped_waits_for_customer_service(
         json={"note": "the seller will re-list it"},
     )
     assert rejected.status_code == 200, rejected.text
+    # The marketplace is told, once, with the reason.
+    told = [c for c in await markets.records("mkt-a", "cancellations") if _names(c, mismatch["id"])]
+    assert [c["reason"] for c in told] == ["the seller will re-list it"]
     left = (await stack.http("GET", "/channels/exceptions", role="admin")).json()
     assert {e["external_order_id"] for e in left}.isdisjoint({unknown["id"], mismatch["id"]})
 
