@@ -12,14 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
 from tests.fast.harness import Harness
 from tests.fast.shop import FakeShop
-from tests.helpers import CONVERTER
-from tests.timeskip.conftest import _test_server_binary
+from tests.time_skipping import SkippingServer
 
 _HERE = Path(__file__).parent
 TEST_TIMEOUT_SECONDS = 60
@@ -41,24 +38,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-async def fast_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server_binary(), data_converter=CONVERTER
-    )
+async def skipping_server() -> AsyncIterator[SkippingServer]:
+    server = SkippingServer()
     try:
-        # The workflow upserts these; on this server an unknown one is retried forever, and
-        # the server cannot list them either, so they are added outright.
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace="default",
-                search_attributes={
-                    name: indexed_value_type(kind) for name, kind in ORDER_SEARCH_ATTRIBUTES.items()
-                },
-            )
-        )
-        yield env
+        yield server
     finally:
-        await env.shutdown()
+        await server.shutdown()
+
+
+@pytest.fixture
+async def fast_env(
+    skipping_server: SkippingServer, request: pytest.FixtureRequest
+) -> WorkflowEnvironment:
+    return await skipping_server.env_for(request.node.nodeid)
 
 
 @pytest.fixture

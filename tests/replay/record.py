@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
+
 from db.repositories import catalogue, inventory, pre_orders
 from orderflow.models import (
     CancelRequest,
@@ -27,12 +29,17 @@ from orderflow.models import (
     ReviewDecision,
     StockReceived,
 )
+from orderflow.models.marketplace import MarketplaceConfig
 from orderflow.models.messages import (
     CaptureRetry,
     FeedbackRequest,
     ProductReview,
     ReleaseDateChange,
 )
+from orderflow.settings import Settings
+from simulators.marketplaces import create_app as create_marketplace
+from stack.supervisor import free_port
+from starter.marketplace_pollers import start_marketplace_pollers
 from tests.helpers import order_json, wait_for_status
 from tests.servers import (
     Stack,
@@ -40,8 +47,10 @@ from tests.servers import (
     postgres_url,
     prepare,
     running_stack,
+    serve,
     start_dev_server,
 )
+from workflows.marketplace_poller import poller_id
 
 HISTORIES = Path(__file__).parent / "histories"
 MANUAL = OrderPolicy.instant(auto_warehouse=False)
@@ -286,6 +295,65 @@ async def pre_order_release_moved(stack: Stack) -> str:
     return order.order_id
 
 
+MARKETPLACE = "mkt-rec"
+MARKETPLACE_KEY = "recorder-marketplace-key"
+
+
+async def _from_marketplace(stack: Stack, sku: str) -> str:
+    """An order put in the marketplace's feed; its poller places it."""
+    external_id = f"R{uuid.uuid4().hex[:8].upper()}"
+    (market,) = stack.settings.marketplaces
+    body = {
+        "order": {
+            "id": external_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "status": "new",
+            "buyer": {"name": "Cy Doe", "email": "cy@example.com"},
+            "lines": [{"sku": sku, "quantity": 1, "unit_price": "12.50"}],
+            "currency": "EUR",
+            "shipping_address": {
+                "name": "Cy Doe",
+                "line1": "2 Elm St",
+                "city": "Berlin",
+                "postal_code": "10115",
+                "country": "DE",
+            },
+            "total": "12.50",
+            "payment": {"reference": f"mp-{external_id}", "status": "paid"},
+        }
+    }
+    headers = {"Authorization": f"Bearer {MARKETPLACE_KEY}"}
+    async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+        response = await http.post(f"{market.base_url}/orders", json=body)
+        response.raise_for_status()
+    order_id = f"{MARKETPLACE}-{external_id}"
+
+    async def placed() -> bool:
+        return await stack.pool.fetchval("SELECT 1 FROM orders WHERE order_id = $1", order_id) == 1
+
+    await _until(placed)
+    return order_id
+
+
+async def marketplace_order_shipped(stack: Stack) -> str:
+    """A marketplace's order runs the automatic path; its shipment is pushed back."""
+    sku = await _out_of_stock(stack, "SKU-MKT")
+    async with stack.pool.acquire() as conn, conn.transaction():
+        await inventory.receive_stock(
+            conn, sku=sku, quantity=5, receipt_key=uuid.uuid4().hex, received_by="recorder"
+        )
+    return await _from_marketplace(stack, sku)
+
+
+async def marketplace_order_cancelled_by_shop(stack: Stack) -> str:
+    """A marketplace's order the shop cancels while it waits for stock: the marketplace is
+    told."""
+    order_id = await _from_marketplace(stack, await _out_of_stock(stack, "SKU-MKC"))
+    await wait_for_status(stack.pool, order_id, "BACKORDERED")
+    await stack.storefront.cancel(order_id, "no stock")
+    return order_id
+
+
 SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "automatic_path_completed": automatic_path_completed,
     "flagged_then_approved": flagged_then_approved,
@@ -303,6 +371,8 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "authorisation_refused_cancelled": authorisation_refused_cancelled,
     "pre_order_released": pre_order_released,
     "pre_order_release_moved": pre_order_release_moved,
+    "marketplace_order_shipped": marketplace_order_shipped,
+    "marketplace_order_cancelled_by_shop": marketplace_order_cancelled_by_shop,
 }
 
 
@@ -316,10 +386,30 @@ async def main(names: list[str]) -> None:
         database_url = await fresh_database(server_url)
         await prepare(database_url)
         env = await start_dev_server()
+        port = free_port()
+        market = MarketplaceConfig(
+            code=MARKETPLACE,
+            base_url=f"http://127.0.0.1:{port}/{MARKETPLACE}",
+            api_key=MARKETPLACE_KEY,
+            poll_seconds=0.2,
+        )
+        simulator = Settings(
+            marketplace_simulator_port=port,
+            marketplace_simulator_api_key=MARKETPLACE_KEY,
+            marketplace_simulator_codes=[MARKETPLACE],
+            marketplace_simulator_demo_seconds=0,
+        )
         try:
-            async with running_stack(env, database_url, policy=OrderPolicy.instant()) as stack:
+            async with (
+                serve(create_marketplace(simulator), port),
+                running_stack(
+                    env, database_url, policy=OrderPolicy.instant(), marketplaces=[market]
+                ) as stack,
+            ):
+                await start_marketplace_pollers(stack.client, stack.settings)
                 for name in todo:
                     await _save(name, stack, await SCENARIOS[name](stack))
+                await stack.client.get_workflow_handle(poller_id(MARKETPLACE)).terminate("done")
         finally:
             await env.shutdown()
 

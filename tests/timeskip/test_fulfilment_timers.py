@@ -36,7 +36,7 @@ from tests.integration.fulfilment_support import (
     wait_until,
 )
 from tests.servers import Stack, running_stack
-from tests.timeskip.conftest import _test_server_binary
+from tests.time_skipping import skipping_server_binary
 
 # Production waits; only the warehouse is automatic (and instant).
 PRODUCTION = OrderPolicy(auto_warehouse=True)
@@ -57,7 +57,7 @@ class Timed:
 @pytest.fixture
 async def timed(database_url: str) -> AsyncIterator[Timed]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server_binary(), data_converter=CONVERTER
+        test_server_existing_path=skipping_server_binary(), data_converter=CONVERTER
     )
     try:
         await env.client.operator_service.add_search_attributes(
