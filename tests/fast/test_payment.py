@@ -17,8 +17,12 @@ from tests.fast.harness import INSTANT, PRODUCTION, Harness
 from tests.helpers import order_json
 from workflows.order import OrderWorkflow
 
-# The authorisation lasts a week at checkout; the policy renews it a day before it lapses.
-AUTHORISED_FOR = timedelta(days=7)
+# The authorisation lasts a week at checkout (and two hours); the policy renews it a day before
+# it lapses. The two hours keep the renewal off the instants of the three-day backorder
+# reminders: a renewal refused just as a reminder fires would cancel that reminder in the
+# same workflow task, and the time-skipping server refuses a task that cancels a timer which
+# fired while the task was with the worker, and never sends it again.
+AUTHORISED_FOR = timedelta(days=7, hours=2)
 MARGIN = PRODUCTION.authorization_renewal_margin
 SLACK = timedelta(minutes=5)
 
