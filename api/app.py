@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
 from api.metrics import install_metrics
+from api.observability import install_request_context
 from api.openapi import install_openapi
 from api.routes import (
     carriers,
@@ -120,6 +121,8 @@ def create_app(
     # Outbound webhooks: the shop's other systems subscribe to order events (admin).
     app.include_router(webhooks.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    # The order each request is about on its log lines, and its span when tracing is on.
+    install_request_context(app, settings)
     # Added last, so it is outermost: refusals of the body limit are counted too.
     install_metrics(app, settings)
     return app

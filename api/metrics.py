@@ -6,12 +6,14 @@ of `POST /orders`) counts in `orderflow_orders_placed_total`. Each app has its o
 so several apps in one process (the tests) do not collide.
 
 In development `/metrics` is open, as the embedded stack's other pages are. In production it
-takes the admin token (`Authorization: Bearer`, Prometheus' `authorization` scrape setting):
-request counts and latencies tell an outsider more about the shop than it should.
+takes the admin token or `ORDERFLOW_METRICS_TOKEN`, which reads nothing else (`Authorization:
+Bearer`, Prometheus' `authorization` scrape setting): request counts and latencies tell an
+outsider more about the shop than it should.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -95,6 +97,16 @@ class MetricsMiddleware:
             self.metrics.observe(scope["method"], route, code, time.perf_counter() - started)
 
 
+def _metrics_reader(request: Request, settings: Settings) -> bool:
+    """The request carries the token that reads metrics only (Prometheus')."""
+    if not settings.metrics_token:
+        return False
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), settings.metrics_token.encode()
+    )
+
+
 def install_metrics(app: FastAPI, settings: Settings) -> ApiMetrics:
     """Count every request and serve `GET /metrics` (admin token in production)."""
     metrics = ApiMetrics()
@@ -103,7 +115,7 @@ def install_metrics(app: FastAPI, settings: Settings) -> ApiMetrics:
 
     @app.get("/metrics", include_in_schema=False)
     async def serve_metrics(request: Request) -> Response:
-        if settings.mode == "production":
+        if settings.mode == "production" and not _metrics_reader(request, settings):
             admin(request)  # 401 / 403 as on every admin route
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 

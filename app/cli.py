@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import random
 import time
 import uuid
@@ -32,6 +31,7 @@ from app.commands import (
     webhooks,
 )
 from app.commands.api_client import call_api, call_api_pages, print_json
+from orderflow.logs import configure_logging
 from orderflow.settings import Settings, UnsafeForProduction, get_settings
 
 app = typer.Typer(help="orderflow: every order a durable Temporal workflow.", no_args_is_help=True)
@@ -57,9 +57,7 @@ console = Console()
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(get_settings())
 
 
 def _settings_to_serve() -> Settings:
@@ -132,6 +130,8 @@ def api() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        # JSON lines: uvicorn's own lines go through the root logger's format too.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=5,
     )
 

@@ -391,6 +391,17 @@ class Settings(BaseSettings):
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     # The window of the step latencies the workers export (receipt → each status).
     metrics_latency_window_seconds: float = Field(default=900.0, gt=0)
+    # A bearer token that reads the API's `/metrics` in production and nothing else (for
+    # Prometheus, instead of the admin token); unset: only the admin token reads them.
+    metrics_token: str | None = None
+    # Logs: `text` for people at a terminal, `json` (one object per line, with the order id
+    # where there is one) for a log collector.
+    log_format: Literal["text", "json"] = "text"
+    # Traces (OpenTelemetry): off by default; `console` prints spans, `otlp` sends them to
+    # ORDERFLOW_TRACING_OTLP_ENDPOINT (OTLP over HTTP, e.g. http://collector:4318/v1/traces;
+    # unset: the exporter's own default or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+    tracing_exporter: Literal["none", "console", "otlp"] = "none"
+    tracing_otlp_endpoint: str | None = None
 
     @model_validator(mode="after")
     def _running_stack_fallback(self) -> Settings:
@@ -470,6 +481,17 @@ class Settings(BaseSettings):
         if len(set(tokens)) < len(tokens):
             # One token for two roles would act as whichever role happened to be listed last.
             problems.append("ORDERFLOW_API_TOKENS gives two roles the same token")
+        if self.metrics_token is not None:
+            problem = _secret_problem(
+                "ORDERFLOW_METRICS_TOKEN",
+                self.metrics_token,
+                minimum=MIN_TOKEN_LENGTH,
+                default=None,
+            )
+            if problem:
+                problems.append(problem)
+            elif self.metrics_token in tokens:
+                problems.append("ORDERFLOW_METRICS_TOKEN is also a role's token")
 
         if carriers is None:
             from orderflow.demo_carriers import DEMO_CARRIERS

@@ -1,5 +1,5 @@
 """Connecting to Temporal the same way from every process: pydantic converter with encrypted
-payloads, TLS or API key."""
+payloads, TLS or API key, traced when tracing is on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from temporalio.runtime import Runtime
 
 from orderflow.payload_codec import data_converter
 from orderflow.settings import Settings
+from orderflow.tracing import temporal_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -29,6 +30,8 @@ async def connect_temporal(
         api_key=settings.temporal_api_key,
         tls=tls,
         data_converter=data_converter(settings),
+        # Workers built on this client trace with the same interceptors.
+        interceptors=temporal_interceptors(settings),
         # A worker passes its own, which exports the SDK's metrics; others use the default.
         runtime=runtime,
     )

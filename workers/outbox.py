@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from db.repositories import outbox
+from orderflow.logs import configure_logging
 from orderflow.settings import Settings, get_settings
 from workers.smtp import OutgoingMail, SmtpSession, build_message, describe_error, mask_addresses
 
@@ -230,7 +231,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(get_settings())
     asyncio.run(main())

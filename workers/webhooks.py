@@ -34,6 +34,7 @@ import asyncpg
 import httpx
 
 from db.repositories import webhooks as repo
+from orderflow.logs import configure_logging
 from orderflow.redact import redact_url
 from orderflow.settings import Settings, get_settings
 from orderflow.webhooks import (
@@ -300,7 +301,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(get_settings())
     asyncio.run(main())

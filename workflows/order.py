@@ -1293,6 +1293,9 @@ class OrderWorkflow:
             )
         )
         workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status)])
+        # One line per step reached, with the order's id (the workflow id) on it: a log
+        # collector can follow an order without the database. Not written on replay.
+        workflow.logger.info("order status %s (by %s)", status.value, actor)
 
     def _note(self, what: str, *, actor: str = "system", **details: Any) -> None:
         """A timeline entry that does not change the status."""

@@ -82,7 +82,7 @@ async def test_api_metrics_count_a_placed_order_and_its_requests(stack: Stack) -
     assert count is not None and count >= 2
 
 
-async def test_production_metrics_need_the_admin_token(database_url: str) -> None:
+async def test_production_metrics_need_the_admin_or_the_metrics_token(database_url: str) -> None:
     from api.app import create_app
     from tests.servers import serve
 
@@ -96,9 +96,13 @@ async def test_production_metrics_need_the_admin_token(database_url: str) -> Non
         carrier_webhook_secrets={carrier.code: "s" * 40 for carrier in DEMO_CARRIERS},
         payload_keys={"k1": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
         payload_key_id="k1",
+        metrics_token="prometheus-reads-metrics-0123456789",
     )
     problems = settings.production_problems()
     assert not problems, problems
+    # A development value is refused for it as for every secret.
+    weak = settings.model_copy(update={"metrics_token": "dev-metrics"})
+    assert any("ORDERFLOW_METRICS_TOKEN" in p for p in weak.production_problems())
     port = free_port()
     # A real pool: the API records its process settings at start.
     pool = await create_pool(database_url, min_size=1, max_size=2)
@@ -115,6 +119,10 @@ async def test_production_metrics_need_the_admin_token(database_url: str) -> Non
             answer = await http.get("/metrics", headers=admin)
             assert answer.status_code == 200
             assert "orderflow_http_requests_total" in answer.text
+            # Prometheus' token reads the metrics, and nothing else.
+            reader = {"Authorization": f"Bearer {settings.metrics_token}"}
+            assert (await http.get("/metrics", headers=reader)).status_code == 200
+            assert (await http.get("/orders/stuck", headers=reader)).status_code == 401
     finally:
         await pool.close()
 

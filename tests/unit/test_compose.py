@@ -283,3 +283,34 @@ def test_env_example_filled_as_it_says_passes_the_production_check(tmp_path: Pat
         "ORDERFLOW_CUSTOMER_TOKEN_SECRET is the development default"
         in refused.production_problems()
     )
+
+
+def test_prometheus_scrapes_the_api_with_its_token_and_every_worker(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    prometheus = services["prometheus"]
+    assert [p for p in prometheus["ports"]] == ["127.0.0.1:9090:9090"]
+    (mounted,) = prometheus["configs"]
+    assert mounted["target"] in " ".join(prometheus["command"])
+    config = yaml.safe_load(with_defaults(compose["configs"][mounted["source"]]["content"]))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+
+    api = jobs["orderflow-api"]
+    api_env = env_of(services["api"])
+    assert api["static_configs"][0]["targets"] == [f"api:{api_env['ORDERFLOW_API_PORT']}"]
+    assert api["metrics_path"] == "/metrics"
+    # The same token the API accepts for metrics, from .env, never the admin's.
+    assert api["authorization"]["type"] == "Bearer"
+    assert api["authorization"]["credentials"] == api_env["ORDERFLOW_METRICS_TOKEN"]
+    assert api["authorization"]["credentials"] == "from-env-ORDERFLOW_METRICS_TOKEN"
+
+    worker = jobs["orderflow-worker"]
+    (discovery,) = worker["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["type"] == "A"
+    worker_env = env_of(services["worker"])
+    assert discovery["port"] == int(worker_env["ORDERFLOW_WORKER_METRICS_PORT"])
+    # Reachable from Prometheus' container, published to no one.
+    assert worker_env["ORDERFLOW_WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert "ports" not in services["worker"]
+    # The worker keeps every other setting of the app processes.
+    assert worker_env["DATABASE_URL"] == env_of(services["api"])["DATABASE_URL"]
