@@ -17,12 +17,8 @@ from tests.fast.harness import INSTANT, PRODUCTION, Harness
 from tests.helpers import order_json
 from workflows.order import OrderWorkflow
 
-# The authorisation lasts a week at checkout (and two hours); the policy renews it a day before
-# it lapses. The two hours keep the renewal off the instants of the three-day backorder
-# reminders: a renewal refused just as a reminder fires would cancel that reminder in the
-# same workflow task, and the time-skipping server refuses a task that cancels a timer which
-# fired while the task was with the worker, and never sends it again.
-AUTHORISED_FOR = timedelta(days=7, hours=2)
+# The authorisation lasts a week at checkout; the policy renews it a day before it lapses.
+AUTHORISED_FOR = timedelta(days=7)
 MARGIN = PRODUCTION.authorization_renewal_margin
 SLACK = timedelta(minutes=5)
 
@@ -146,9 +142,9 @@ async def test_a_captured_order_rejected_in_review_is_refunded_once(harness: Har
     assert harness.shop.count(ActivityName.VOID_PAYMENT) == 0
 
 
-async def _backordered(harness: Harness) -> Order:
+async def _backordered(harness: Harness, lasts: timedelta = AUTHORISED_FOR) -> Order:
     harness.shop.shortages = {"SKU-RED-MUG": 2}
-    order = await harness.place(await _authorised(harness), policy=PRODUCTION)
+    order = await harness.place(await _authorised(harness, lasts), policy=PRODUCTION)
     await harness.until(order.order_id, lambda v: v.awaiting == Awaiting.STOCK, "backorder")
     return order
 
@@ -197,9 +193,13 @@ async def test_an_authorisation_the_psp_will_not_renew_cancels_the_waiting_order
 ) -> None:
     shop = harness.shop
     shop.refuse_renewals = True
-    order = await _backordered(harness)
+    # Two hours more than a week keep the renewal off the instant of the second three-day
+    # backorder reminder: the refusal cancels that reminder, and the time-skipping server
+    # strands a workflow task that cancels a timer which fired while the task was out.
+    lasts = AUTHORISED_FOR + timedelta(hours=2)
+    order = await _backordered(harness, lasts)
     oid = order.order_id
-    await harness.sleep(AUTHORISED_FOR - MARGIN + SLACK)
+    await harness.sleep(lasts - MARGIN + SLACK)
     final = await harness.result(oid)
     assert final.status == OrderStatus.CANCELLED
     (cancel,) = shop.inputs(ActivityName.CANCEL_ORDER)
