@@ -36,10 +36,14 @@ from orderflow.models.messages import (
     ProductReview,
     ReleaseDateChange,
 )
+from orderflow.models.risk import RiskCalibrationRequest
 from orderflow.settings import Settings
+from policies.kpi import KpiSnapshotRequest
 from simulators.marketplaces import create_app as create_marketplace
 from stack.supervisor import free_port
 from starter.marketplace_pollers import start_marketplace_pollers
+from starter.process_review_schedule import REVIEW_WORKFLOW_ID, build_review_now
+from starter.replenishment import scheduled_input
 from tests.helpers import order_json, wait_for_status
 from tests.servers import (
     Stack,
@@ -50,7 +54,10 @@ from tests.servers import (
     serve,
     start_dev_server,
 )
+from workflows.kpi_snapshot import KpiSnapshotWorkflow
 from workflows.marketplace_poller import poller_id
+from workflows.replenishment import ReplenishmentWorkflow
+from workflows.risk_calibration import RiskCalibrationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 MANUAL = OrderPolicy.instant(auto_warehouse=False)
@@ -354,6 +361,70 @@ async def marketplace_order_cancelled_by_shop(stack: Stack) -> str:
     return order_id
 
 
+async def _save_run(name: str, stack: Stack, workflow_id: str) -> None:
+    """The history of a workflow other than an order's, as it stands (done or waiting)."""
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def kpi_snapshot_taken(stack: Stack) -> str:
+    workflow_id = f"kpi-snapshot-recorded-{uuid.uuid4().hex[:6]}"
+    await stack.client.execute_workflow(
+        KpiSnapshotWorkflow.run,
+        KpiSnapshotRequest(),
+        id=workflow_id,
+        task_queue=stack.settings.task_queue,
+    )
+    return workflow_id
+
+
+async def replenishment_run(stack: Stack) -> str:
+    workflow_id = f"replenishment-recorded-{uuid.uuid4().hex[:6]}"
+    await stack.client.execute_workflow(
+        ReplenishmentWorkflow.run,
+        scheduled_input(stack.settings),
+        id=workflow_id,
+        task_queue=stack.settings.task_queue,
+    )
+    return workflow_id
+
+
+async def risk_calibration_run(stack: Stack) -> str:
+    workflow_id = f"risk-calibration-recorded-{uuid.uuid4().hex[:6]}"
+    await stack.client.execute_workflow(
+        RiskCalibrationWorkflow.run,
+        RiskCalibrationRequest(),
+        id=workflow_id,
+        task_queue=stack.settings.task_queue,
+    )
+    return workflow_id
+
+
+async def process_review_built(stack: Stack) -> str:
+    week = datetime.now(UTC).date()
+    monday = week - timedelta(days=week.weekday())
+    await build_review_now(stack.client, stack.settings, monday)
+    return f"{REVIEW_WORKFLOW_ID}-{monday.isoformat()}"
+
+
+async def marketplace_poller_placed_orders(stack: Stack) -> str:
+    """The marketplace's poller, having placed (and acknowledged) an order of its feed; it
+    waits for its next poll."""
+    await _from_marketplace(stack, "SKU-RED-MUG")
+    return poller_id(MARKETPLACE)
+
+
+# Workflows other than orders.
+SERVICE_SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
+    "kpi_snapshot_taken": kpi_snapshot_taken,
+    "replenishment_run": replenishment_run,
+    "risk_calibration_run": risk_calibration_run,
+    "process_review_built": process_review_built,
+    "marketplace_poller_placed_orders": marketplace_poller_placed_orders,
+}
+
+
 SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "automatic_path_completed": automatic_path_completed,
     "flagged_then_approved": flagged_then_approved,
@@ -378,7 +449,8 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
 
 async def main(names: list[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
-    todo = [n for n in (names or SCENARIOS) if not (HISTORIES / f"{n}.json").exists()]
+    every = {**SCENARIOS, **SERVICE_SCENARIOS}
+    todo = [n for n in (names or every) if not (HISTORIES / f"{n}.json").exists()]
     if not todo:
         print("every scenario is recorded already")
         return
@@ -408,7 +480,11 @@ async def main(names: list[str]) -> None:
             ):
                 await start_marketplace_pollers(stack.client, stack.settings)
                 for name in todo:
-                    await _save(name, stack, await SCENARIOS[name](stack))
+                    if name in SCENARIOS:
+                        await _save(name, stack, await SCENARIOS[name](stack))
+                for name in todo:
+                    if name in SERVICE_SCENARIOS:
+                        await _save_run(name, stack, await SERVICE_SCENARIOS[name](stack))
                 await stack.client.get_workflow_handle(poller_id(MARKETPLACE)).terminate("done")
         finally:
             await env.shutdown()
