@@ -82,21 +82,33 @@ async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asy
     is still undelivered for its subscription. Each becomes `sending` with a new lease token
     and one more attempt; SKIP LOCKED lets dispatchers claim side by side, each row once.
 
+    Subscriptions take turns: each one's earliest due delivery comes before any one's
+    second, so a subscriber with a backlog of retries (one that is down) cannot fill a round
+    and hold back the deliveries of one that answers.
+
     Returns what sending needs: the subscription's URL and sealed secret, the event, the
     order's status as of the event, and `db_now` (the claim's time on the database clock).
     """
     return await conn.fetch(
-        f"""WITH due AS MATERIALIZED (
+        f"""WITH ready AS (
+                SELECT d.id, d.next_attempt_at,
+                       row_number() OVER (PARTITION BY d.subscription_id
+                                          ORDER BY d.next_attempt_at, d.id) AS turn
+                  FROM webhook_deliveries d
+                  JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                 WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
+                   AND s.deleted_at IS NULL
+                   AND NOT EXISTS (
+                       SELECT 1 FROM webhook_deliveries e
+                       WHERE e.subscription_id = d.subscription_id AND e.order_id = d.order_id
+                         AND e.event_id < d.event_id AND e.status IN ('pending', 'sending'))),
+            due AS MATERIALIZED (
+                -- Locked apart from the ranking (no row lock beside a window function);
+                -- the lock re-checks that each row is still due.
                 SELECT d.id FROM webhook_deliveries d
-                JOIN webhook_subscriptions s ON s.id = d.subscription_id
-                WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
-                  AND s.deleted_at IS NULL
-                  AND NOT EXISTS (
-                      SELECT 1 FROM webhook_deliveries e
-                      WHERE e.subscription_id = d.subscription_id AND e.order_id = d.order_id
-                        AND e.event_id < d.event_id AND e.status IN ('pending', 'sending'))
-                ORDER BY d.next_attempt_at, d.id
-                LIMIT $1
+                 WHERE d.id IN (SELECT id FROM ready
+                                 ORDER BY turn, next_attempt_at, id LIMIT $1)
+                   AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
                 FOR UPDATE OF d SKIP LOCKED)
             UPDATE webhook_deliveries d
                SET status = 'sending',

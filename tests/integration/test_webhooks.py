@@ -14,6 +14,7 @@ import itertools
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -590,3 +591,22 @@ async def test_claims_hand_out_one_event_per_order_hold_the_rest_and_are_fenced(
     assert row is not None and (row["status"], row["attempts"]) == ("pending", 0)
     codes = [a["status_code"] for a in await repo.attempts_of(stack.pool, head["id"])]
     assert codes == [503, 204]
+
+
+async def test_a_subscriber_with_a_backlog_of_retries_does_not_hold_back_another(
+    stack: Stack,
+) -> None:
+    down = await subscribe(stack, "https://down.example.com/hook")
+    answering = await subscribe(stack, "https://up.example.com/hook")
+    await place_completed(stack, 6)
+    # Every delivery of the one that is down has been due for an hour: a claim by age alone
+    # would hand out only those.
+    await stack.pool.execute(
+        """UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 hour'
+           WHERE subscription_id = $1""",
+        down,
+    )
+    rows = await repo.claim_due(stack.pool, limit=6, lease_seconds=30)
+    # One earliest event per order and subscription is claimable: six each. They take turns.
+    claimed = Counter(r["subscription_id"] for r in rows)
+    assert claimed == {down: 3, answering: 3}, claimed
