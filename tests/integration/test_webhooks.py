@@ -610,3 +610,53 @@ async def test_a_subscriber_with_a_backlog_of_retries_does_not_hold_back_another
     # One earliest event per order and subscription is claimable: six each. They take turns.
     claimed = Counter(r["subscription_id"] for r in rows)
     assert claimed == {down: 3, answering: 3}, claimed
+
+
+async def test_an_event_queued_behind_an_undelivered_one_waits_until_that_one_is_delivered(
+    stack: Stack,
+) -> None:
+    (order_id,) = await place_completed(stack, 1)
+    subscription = await subscribe(stack, "https://behind.example.com/hook")
+
+    async def add_event(n: int) -> None:
+        await stack.pool.execute(
+            """INSERT INTO order_events (order_id, event_key, step, kind, actor)
+               VALUES ($1, $2, 8, $3, 'test')""",
+            order_id,
+            f"test.behind.{n}",
+            f"test_behind_{n}",
+        )
+
+    async def due_now(kind: str) -> bool:
+        due: bool = await stack.pool.fetchval(
+            """SELECT next_attempt_at <= now() FROM webhook_deliveries
+               WHERE subscription_id = $1 AND event_type = $2""",
+            subscription,
+            kind,
+        )
+        return due
+
+    await add_event(0)
+    (head,) = [
+        r
+        for r in await repo.claim_due(stack.pool, limit=50, lease_seconds=30)
+        if r["subscription_id"] == subscription
+    ]
+    # Queued while the first is on the wire: not due (nor scanned by claims) before it.
+    await add_event(1)
+    assert not await due_now("test_behind_1")
+    assert await repo.mark_delivered(
+        stack.pool, head["id"], head["lease_token"], status_code=204, latency_ms=3
+    )
+    assert await due_now("test_behind_1")
+    # With nothing of the order undelivered, a new event is due at once.
+    (second,) = [
+        r
+        for r in await repo.claim_due(stack.pool, limit=50, lease_seconds=30)
+        if r["subscription_id"] == subscription
+    ]
+    assert await repo.mark_delivered(
+        stack.pool, second["id"], second["lease_token"], status_code=204, latency_ms=3
+    )
+    await add_event(2)
+    assert await due_now("test_behind_2")
