@@ -612,9 +612,7 @@ async def test_a_subscriber_with_a_backlog_of_retries_does_not_hold_back_another
     assert claimed == {down: 3, answering: 3}, claimed
 
 
-async def test_an_event_queued_behind_an_undelivered_one_waits_until_that_one_is_delivered(
-    stack: Stack,
-) -> None:
+async def test_an_event_queued_behind_a_retry_is_not_due_before_it(stack: Stack) -> None:
     (order_id,) = await place_completed(stack, 1)
     subscription = await subscribe(stack, "https://behind.example.com/hook")
 
@@ -636,27 +634,38 @@ async def test_an_event_queued_behind_an_undelivered_one_waits_until_that_one_is
         )
         return due
 
+    async def claim() -> Any:
+        (row,) = [
+            r
+            for r in await repo.claim_due(stack.pool, limit=50, lease_seconds=30)
+            if r["subscription_id"] == subscription
+        ]
+        return row
+
     await add_event(0)
-    (head,) = [
-        r
-        for r in await repo.claim_due(stack.pool, limit=50, lease_seconds=30)
-        if r["subscription_id"] == subscription
-    ]
-    # Queued while the first is on the wire: not due (nor scanned by claims) before it.
+    head = await claim()
+    # Queued while the first is on the wire: due, and handed out once that one is through.
     await add_event(1)
-    assert not await due_now("test_behind_1")
-    assert await repo.mark_delivered(
-        stack.pool, head["id"], head["lease_token"], status_code=204, latency_ms=3
-    )
     assert await due_now("test_behind_1")
-    # With nothing of the order undelivered, a new event is due at once.
-    (second,) = [
-        r
-        for r in await repo.claim_due(stack.pool, limit=50, lease_seconds=30)
-        if r["subscription_id"] == subscription
-    ]
-    assert await repo.mark_delivered(
-        stack.pool, second["id"], second["lease_token"], status_code=204, latency_ms=3
+    retry_at = head["db_now"] + timedelta(hours=1)
+    assert await repo.mark_failed(
+        stack.pool,
+        head["id"],
+        head["lease_token"],
+        status_code=503,
+        error="HTTP 503",
+        latency_ms=5,
+        next_attempt_at=retry_at,
     )
+    # Queued while the first waits out its retry: not due before it (nor scanned).
     await add_event(2)
-    assert await due_now("test_behind_2")
+    assert not await due_now("test_behind_1") and not await due_now("test_behind_2")
+    await stack.pool.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1", head["id"]
+    )
+    again = await claim()
+    assert again["id"] == head["id"]
+    assert await repo.mark_delivered(
+        stack.pool, again["id"], again["lease_token"], status_code=204, latency_ms=3
+    )
+    assert await due_now("test_behind_1") and await due_now("test_behind_2")
