@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
@@ -25,7 +27,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Replayer,
+    Worker,
+)
 
 from orderflow.models import Order, OrderPolicy, OrderView, OrderWorkflowInput, TrackingUpdate
 from orderflow.models.activity_names import ActivityName
@@ -45,8 +53,39 @@ PRODUCTION = OrderPolicy(auto_warehouse=True)
 MANUAL_WAREHOUSE = OrderPolicy()
 # Real time a test waits for the order to get somewhere; no wait here is on a workflow timer.
 PATIENCE_SECONDS = 10.0
+# Real time a poll waits for the order to be between workflow tasks before it queries.
+QUIET_WAIT_SECONDS = 0.5
 # Real time an order may take to its end while the server skips the waits.
 RESULT_PATIENCE_SECONDS = 30.0
+
+
+class ActivitiesRunning(Interceptor):
+    """Counts the activities (the fake shop's stubs) running now.
+
+    A query that reaches this server while a local activity runs ends the workflow task
+    early, and the workflow goes on in a task of its own: a history no real server writes,
+    which then fails to replay at the next `workflow.patched`. So the polls wait for a
+    quiet moment (`Harness._quiet`) before they ask.
+    """
+
+    def __init__(self) -> None:
+        self.running = 0
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Counted(next, self)
+
+
+class _Counted(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, counter: ActivitiesRunning) -> None:
+        super().__init__(next)
+        self._counter = counter
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        self._counter.running += 1
+        try:
+            return await super().execute_activity(input)
+        finally:
+            self._counter.running -= 1
 
 
 class Harness:
@@ -57,6 +96,7 @@ class Harness:
         self.task_queue = f"fast-{uuid.uuid4().hex[:8]}"
         self.storefront = OrderClient(env.client, task_queue=self.task_queue)
         self._first_runs: dict[str, str] = {}
+        self.activities = ActivitiesRunning()
 
     @property
     def client(self) -> Client:
@@ -75,6 +115,7 @@ class Harness:
             # A workflow bug fails the order at once, with its error in the test, instead of
             # retrying the workflow task until the test times out.
             workflow_failure_exception_types=[Exception],
+            interceptors=[self.activities],
         )
         async with worker:
             try:
@@ -153,7 +194,13 @@ class Harness:
             while next_run:
                 handle = self.client.get_workflow_handle(workflow_id_for(order_id), run_id=next_run)
                 history = await handle.fetch_history()
-                await replayer.replay_workflow(history)
+                try:
+                    await replayer.replay_workflow(history)
+                except Exception:
+                    # Kept to be read (and replayed) after the test: the events say why.
+                    kept = Path(tempfile.gettempdir()) / f"unreplayable-{next_run}.json"
+                    kept.write_text(history.to_json())
+                    raise
                 replayed += 1
                 last = history.events[-1] if history.events else None
                 next_run = (
@@ -193,12 +240,34 @@ class Harness:
         while time.monotonic() < deadline:
             # A query that meets the run it was sent to continuing as new is never answered
             # by this server: a short deadline, then ask the new run.
+            await self._quiet(order_id, within=QUIET_WAIT_SECONDS)
             with contextlib.suppress(RPCError):
                 view = await self.view(order_id, rpc_timeout=timedelta(seconds=1))
                 if check(view):
                     return view
             await asyncio.sleep(0.02)
         raise AssertionError(f"order {order_id} never got to {what}; last view: {view}")
+
+    async def _quiet(self, order_id: str, *, within: float) -> None:
+        """Until the order's latest run has no workflow task out and no activity runs, for
+        at most `within` seconds: a test may hold an activity at a gate while it looks."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self.activities.running:
+                with contextlib.suppress(RPCError, KeyError):
+                    if await self._between_tasks(order_id):
+                        return
+            await asyncio.sleep(0.005)
+
+    async def _between_tasks(self, order_id: str) -> bool:
+        """The order's latest run has completed every workflow task it was given."""
+        kinds = [e.event_type for e in (await self._histories(order_id))[-1]]
+        scheduled = max(
+            i
+            for i, kind in enumerate(kinds)
+            if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
+        )
+        return EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in kinds[scheduled:]
 
     async def called(self, name: ActivityName, times: int = 1) -> list[Any]:
         """The inputs of `name`, once the workflow has called it at least `times` times."""
@@ -276,14 +345,7 @@ class Harness:
         """
         deadline = time.monotonic() + PATIENCE_SECONDS
         while time.monotonic() < deadline:
-            events = (await self._histories(order_id))[-1]
-            kinds = [e.event_type for e in events]
-            scheduled = max(
-                i
-                for i, kind in enumerate(kinds)
-                if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
-            )
-            if EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in kinds[scheduled:]:
+            if await self._between_tasks(order_id):
                 return
             await asyncio.sleep(0.02)
         raise AssertionError(f"order {order_id} never settled")
