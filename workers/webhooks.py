@@ -28,6 +28,7 @@ import functools
 import logging
 import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import asyncpg
@@ -75,6 +76,8 @@ class WebhookDispatcher:
         self.failed_attempts = 0
         self.dead = 0
         self._in_flight: dict[int, tuple[uuid.UUID, asyncio.Task[None]]] = {}
+        # Deliveries on the wire per subscription: the claims serve the least busy first.
+        self._busy: Counter[int] = Counter()
         # Set when a delivery ends, so the next event of its order goes out at once rather
         # than a polling interval later.
         self._wake = asyncio.Event()
@@ -86,7 +89,9 @@ class WebhookDispatcher:
         async with self.pool.acquire() as conn:
             expired = await repo.dead_letter_expired(conn, max_age=s.webhook_max_age)
             rows = (
-                await repo.claim_due(conn, limit=free, lease_seconds=s.webhook_lease_seconds)
+                await repo.claim_due(
+                    conn, limit=free, lease_seconds=s.webhook_lease_seconds, busy=self._busy
+                )
                 if free > 0
                 else []
             )
@@ -102,11 +107,15 @@ class WebhookDispatcher:
         for row in rows:
             task = asyncio.create_task(self._deliver_one(row))
             self._in_flight[row["id"]] = (row["lease_token"], task)
-            task.add_done_callback(functools.partial(self._done, row["id"]))
+            self._busy[row["subscription_id"]] += 1
+            task.add_done_callback(functools.partial(self._done, row["id"], row["subscription_id"]))
         return len(rows)
 
-    def _done(self, row_id: int, _: asyncio.Task[None]) -> None:
+    def _done(self, row_id: int, subscription_id: int, _: asyncio.Task[None]) -> None:
         self._in_flight.pop(row_id, None)
+        self._busy[subscription_id] -= 1
+        if self._busy[subscription_id] <= 0:
+            del self._busy[subscription_id]
         self._wake.set()
 
     async def _deliver_one(self, row: asyncpg.Record) -> None:

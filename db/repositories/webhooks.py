@@ -9,6 +9,7 @@ so a dispatcher that comes back after its lease was taken over changes nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TypeAlias
 
@@ -76,24 +77,31 @@ async def delete_subscription(conn: Conn, subscription_id: int) -> bool:
 
 
 # ---------------------------------------------------------------- dispatching
-async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+async def claim_due(
+    conn: Conn, *, limit: int, lease_seconds: float, busy: Mapping[int, int] | None = None
+) -> list[asyncpg.Record]:
     """Claim up to `limit` due deliveries of live subscriptions: pending ones whose backoff
     is over and sending ones whose lease ran out, each only if no earlier event of its order
     is still undelivered for its subscription. Each becomes `sending` with a new lease token
     and one more attempt; SKIP LOCKED lets dispatchers claim side by side, each row once.
 
     Subscriptions take turns: each one's earliest due delivery comes before any one's
-    second, so a subscriber with a backlog of retries (one that is down) cannot fill a round
-    and hold back the deliveries of one that answers.
+    second, counting what the caller has on the wire for each already (`busy`), so a
+    subscriber with a backlog of retries (one that is down) cannot fill the rounds and hold
+    back the deliveries of one that answers.
 
     Returns what sending needs: the subscription's URL and sealed secret, the event, the
     order's status as of the event, and `db_now` (the claim's time on the database clock).
     """
     return await conn.fetch(
-        f"""WITH ready AS (
+        f"""WITH busy AS (
+                SELECT * FROM unnest($3::bigint[], $4::int[]) AS b (subscription_id, n)),
+            ready AS (
                 SELECT d.id, d.next_attempt_at,
                        row_number() OVER (PARTITION BY d.subscription_id
-                                          ORDER BY d.next_attempt_at, d.id) AS turn
+                                          ORDER BY d.next_attempt_at, d.id)
+                       + coalesce((SELECT b.n FROM busy b
+                                   WHERE b.subscription_id = d.subscription_id), 0) AS turn
                   FROM webhook_deliveries d
                   JOIN webhook_subscriptions s ON s.id = d.subscription_id
                  WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
@@ -127,6 +135,8 @@ async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asy
                         ORDER BY x.id DESC LIMIT 1) AS order_status""",
         limit,
         lease_seconds,
+        list((busy or {}).keys()),
+        list((busy or {}).values()),
     )
 
 

@@ -669,3 +669,20 @@ async def test_an_event_queued_behind_a_retry_is_not_due_before_it(stack: Stack)
         stack.pool, again["id"], again["lease_token"], status_code=204, latency_ms=3
     )
     assert await due_now("test_behind_1") and await due_now("test_behind_2")
+
+
+async def test_claims_serve_first_the_subscription_with_least_on_the_wire(stack: Stack) -> None:
+    down = await subscribe(stack, "https://slow.example.com/hook")
+    answering = await subscribe(stack, "https://quick.example.com/hook")
+    await place_completed(stack, 4)
+    await stack.pool.execute(
+        """UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 hour'
+           WHERE subscription_id = $1""",
+        down,
+    )
+    # A dispatcher with a round's worth of the slow one's deliveries still on the wire asks
+    # for one more: the other's comes first, however old the slow one's are.
+    rows = await repo.claim_due(stack.pool, limit=1, lease_seconds=30, busy={down: 3})
+    assert [r["subscription_id"] for r in rows] == [answering]
+    rows = await repo.claim_due(stack.pool, limit=1, lease_seconds=30)
+    assert [r["subscription_id"] for r in rows] == [down], "with nothing on the wire: oldest"
