@@ -85,10 +85,10 @@ async def claim_due(
     is still undelivered for its subscription. Each becomes `sending` with a new lease token
     and one more attempt; SKIP LOCKED lets dispatchers claim side by side, each row once.
 
-    Subscriptions take turns: each one's earliest due delivery comes before any one's
-    second, counting what the caller has on the wire for each already (`busy`), so a
-    subscriber with a backlog of retries (one that is down) cannot fill the rounds and hold
-    back the deliveries of one that answers.
+    First attempts go before retries, and subscriptions take turns: each one's earliest due
+    delivery comes before any one's second, counting what the caller has on the wire for
+    each already (`busy`). So a subscriber with a backlog of retries (one that is down) gets
+    what the rounds leave over, and cannot hold back the deliveries of one that answers.
 
     Returns what sending needs: the subscription's URL and sealed secret, the event, the
     order's status as of the event, and `db_now` (the claim's time on the database clock).
@@ -97,7 +97,7 @@ async def claim_due(
         f"""WITH busy AS (
                 SELECT * FROM unnest($3::bigint[], $4::int[]) AS b (subscription_id, n)),
             ready AS (
-                SELECT d.id, d.next_attempt_at,
+                SELECT d.id, d.next_attempt_at, d.attempts > 0 AS retry,
                        row_number() OVER (PARTITION BY d.subscription_id
                                           ORDER BY d.next_attempt_at, d.id)
                        + coalesce((SELECT b.n FROM busy b
@@ -115,7 +115,7 @@ async def claim_due(
                 -- the lock re-checks that each row is still due.
                 SELECT d.id FROM webhook_deliveries d
                  WHERE d.id IN (SELECT id FROM ready
-                                 ORDER BY turn, next_attempt_at, id LIMIT $1)
+                                 ORDER BY retry, turn, next_attempt_at, id LIMIT $1)
                    AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
                 FOR UPDATE OF d SKIP LOCKED)
             UPDATE webhook_deliveries d

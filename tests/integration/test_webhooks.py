@@ -686,3 +686,19 @@ async def test_claims_serve_first_the_subscription_with_least_on_the_wire(stack:
     assert [r["subscription_id"] for r in rows] == [answering]
     rows = await repo.claim_due(stack.pool, limit=1, lease_seconds=30)
     assert [r["subscription_id"] for r in rows] == [down], "with nothing on the wire: oldest"
+
+
+async def test_first_attempts_go_before_any_retry(stack: Stack) -> None:
+    down = await subscribe(stack, "https://retried.example.com/hook")
+    answering = await subscribe(stack, "https://fresh.example.com/hook")
+    await place_completed(stack, 3)
+    # The one that is down: every delivery tried twice already, due again for an hour.
+    await stack.pool.execute(
+        """UPDATE webhook_deliveries SET attempts = 2, next_attempt_at = now() - interval '1 hour'
+           WHERE subscription_id = $1""",
+        down,
+    )
+    rows = await repo.claim_due(stack.pool, limit=3, lease_seconds=30)
+    assert [r["subscription_id"] for r in rows] == [answering] * 3
+    rows = await repo.claim_due(stack.pool, limit=3, lease_seconds=30)
+    assert [r["subscription_id"] for r in rows] == [down] * 3, "retries take what is left"
