@@ -33,6 +33,7 @@ from api.routes import (
     process_issues,
     process_reviews,
     releases,
+    returns,
     reviews,
     risk,
     stream,
@@ -104,6 +105,8 @@ def create_app(
     # The customer's feedback and review; logistics' lost parcels and rebooking.
     for module in (feedback, logistics):
         app.include_router(module.router)
+    # Returns: the customer's request, the warehouse's inspection.
+    app.include_router(returns.router)
     # The customer's own order page (static; it reads the order with its token).
     app.include_router(customer_page.router)
     # The mail outbox and the embedded mailbox (admin).

@@ -63,6 +63,8 @@ class OrderActions(BaseModel):
     feedback: bool = False
     confirm_receipt: bool = False
     review: bool = False
+    # Lines may be returned (delivered, within the return window).
+    return_items: bool = False
 
 
 def open_actions(
@@ -72,6 +74,7 @@ def open_actions(
     reviewed: bool,
     review_window: timedelta,
     now: datetime,
+    return_until: datetime | None = None,
 ) -> OrderActions:
     """What the order's workflow would accept in `status`, as far as PostgreSQL tells.
 
@@ -90,4 +93,5 @@ def open_actions(
         feedback=current not in TERMINAL_STATUSES or window_open,
         confirm_receipt=current == OrderStatus.DELIVERED,
         review=window_open and not reviewed,
+        return_items=return_until is not None and now < return_until,
     )

@@ -82,6 +82,9 @@ _EXTRA: dict[tuple[str, str], set[int]] = {
     ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/place"): {409, 422, 503},
     ("POST", "/channels/exceptions/{marketplace}/{external_order_id}/reject"): {409, 503},
     ("POST", "/purchasing/releases"): {404},
+    # A return refused by the rules (409 wrong state, 422 bad lines); inspection refused.
+    ("POST", "/warehouse/returns/{return_id}/inspection"): {409, 503},
+    ("POST", "/returns/{return_id}/decision"): {409, 503},
     ("GET", "/orders/{order_id}/events/stream"): {429},
     ("GET", "/events/stream"): {429},
     # An unknown order named in the body; an Idempotency-Key reused with another body.

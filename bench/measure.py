@@ -90,9 +90,12 @@ async def status_times(
 
 
 class CpuMeter:
-    """CPU seconds (user + system) used by named process trees, sampled on demand."""
+    """CPU seconds (user + system) used by named process trees, sampled on demand; with
+    `core_threads`, also `<name>.core`: the threads of the process itself named otherwise
+    than its main thread (the SDK core's Rust threads in a worker or client process)."""
 
-    def __init__(self, pids: Mapping[str, int | None]) -> None:
+    def __init__(self, pids: Mapping[str, int | None], *, core_threads: bool = False) -> None:
+        self._core_threads = core_threads
         self._processes: dict[str, psutil.Process] = {}
         for name, pid in pids.items():
             if pid is None:
@@ -107,7 +110,39 @@ class CpuMeter:
         return list(self._processes)
 
     def sample(self) -> dict[str, float]:
-        return {name: _tree_cpu(proc) for name, proc in self._processes.items()}
+        sample = {name: _tree_cpu(proc) for name, proc in self._processes.items()}
+        # Every process on the machine, ours or not: what other work took of the cores.
+        machine = psutil.cpu_times()
+        sample["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        if self._core_threads:
+            for name, proc in self._processes.items():
+                if name not in ("server", "postgres"):
+                    core = _native_thread_cpu(proc)
+                    if core is not None:
+                        sample[f"{name}.core"] = core
+        return sample
+
+
+def _native_thread_cpu(proc: psutil.Process) -> float | None:
+    """CPU of the threads whose name (/proc/<pid>/task/<tid>/comm) is not the process's own:
+    Python never names its threads, the Rust runtime of the SDK core does ("tokio-...")."""
+    task = f"/proc/{proc.pid}/task"
+    try:
+        with open(f"/proc/{proc.pid}/comm") as f:
+            main = f.read().strip()
+        threads = proc.threads()
+    except (OSError, psutil.Error):
+        return None
+    total = 0.0
+    for thread in threads:
+        try:
+            with open(f"{task}/{thread.id}/comm") as f:
+                if f.read().strip() == main:
+                    continue
+        except OSError:
+            continue
+        total += thread.user_time + thread.system_time
+    return total
 
 
 def _tree_cpu(proc: psutil.Process) -> float:
@@ -185,3 +220,69 @@ async def history_shape(handles: Iterable[WorkflowHandle]) -> HistoryShape | Non
     if runs == 0:
         return None
     return HistoryShape(events=totals["events"] / runs, **{f: totals[f] / runs for f in _COUNTED})
+
+
+# Leaf frames of a thread that waits (py-spy cannot always tell a wait in C from work).
+_IDLE_LEAVES = ("EpollSelector.select (", "_worker (futures/thread.py)", "Condition.wait (")
+# Where a sample's time goes: the first of these its stack passes through (path fragments).
+PROFILE_AREAS = (
+    ("workflow sandbox (runs, re-imports, checks)", ("workflow_sandbox/",)),
+    ("workflow code and the SDK's workflow runtime", ("_workflow_instance", "workflows/")),
+    ("e-mail rendering (jinja2, notices)", ("jinja2/", "notices/", "babel/")),
+    ("asyncpg", ("asyncpg/",)),
+    ("HTTP client (httpx, httpcore)", ("httpx/", "httpcore/", "h11/")),
+    ("SMTP (outbox)", ("aiosmtplib/", "email/")),
+    ("payload conversion (pydantic, json, codec)", ("pydantic", "converter.py", "json/")),
+    ("activities, other", ("activities/", "worker/_activity.py")),
+    ("SDK core calls", ("bridge/",)),
+)
+
+
+def summarise_profile(raw: str, top: int = 15) -> list[tuple[str, float, float]]:
+    """The costliest functions of a py-spy raw profile ("frame;frame;... count" per line),
+    waits left out: (function and file, % of samples in it, % with it on the stack); then
+    one row per area of `PROFILE_AREAS` (its share of samples) named "[area] ..."."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        # The first two entries name the process and the thread.
+        raw_frames = stack.split(";")[2:]
+        frames = [_frame(f) for f in raw_frames]
+        if not frames or frames[-1].startswith(_IDLE_LEAVES):
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        areas[_area(raw_frames)] += count
+    if total == 0:
+        return []
+    ranked = sorted(inclusive, key=lambda f: (-own[f], -inclusive[f]))[:top]
+    rows = [
+        (f, round(100 * own[f] / total, 1), round(100 * inclusive[f] / total, 1)) for f in ranked
+    ]
+    for area, count in areas.most_common():
+        share = round(100 * count / total, 1)
+        rows.append((f"area: {area}", share, share))
+    return rows
+
+
+def _area(frames: Sequence[str]) -> str:
+    for area, fragments in PROFILE_AREAS:
+        if any(fragment in frame for frame in frames for fragment in fragments):
+            return area
+    return "event loop and the rest"
+
+
+def _frame(text: str) -> str:
+    """`func (path/to/file.py:123)` -> `func (to/file.py)`, so lines of one function add up."""
+    name, _, where = text.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    tail = "/".join(path.split("/")[-2:]) if path else ""
+    return f"{name} ({tail})" if tail else name

@@ -1,15 +1,17 @@
 """The servers a benchmark run uses: its own embedded PostgreSQL and Temporal dev server in
 a temporary folder (file-backed SQLite in WAL mode, as `orderflow up` runs it), or the ones
 `DATABASE_URL` / `TEMPORAL_ADDRESS` name; and the order side of the stack (carrier
-simulator, API, worker) running in this process on free ports."""
+simulator, mail server, API, worker) on free ports, either as processes of their own as
+deployed (`python -m app.cli worker`, ...) or all inside this process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -27,7 +29,7 @@ from simulators.carrier import create_app as create_simulator
 from simulators.mailserver import create_app as create_mailserver
 from stack.postgres import EmbeddedPostgres
 from stack.search_attributes import register_search_attributes
-from stack.supervisor import free_port
+from stack.supervisor import ManagedProcess, free_port, wait_for_port
 from stack.temporal import TemporalDevServer
 from starter.order_client import OrderClient
 from workers.order_worker import build_worker
@@ -168,3 +170,123 @@ async def order_side(
             dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await dispatcher
+
+
+@dataclass
+class DeployedSide(OrderSide):
+    # Name -> pid of each process of the order side (worker-1.., api, carrier, mail,
+    # variant-1..).
+    pids: dict[str, int | None] = field(default_factory=dict)
+    # Places orders on the variant workers' task queue (None: no variant).
+    variant_storefront: OrderClient | None = None
+
+
+def deployed_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process (`app.cli worker`, ...) these settings'
+    addresses, ports, order policy and behaviour."""
+    assert settings.database_url and settings.temporal_address
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "ORDERFLOW_TASK_QUEUE": settings.task_queue,
+        "ORDERFLOW_API_PORT": str(settings.api_port),
+        "ORDERFLOW_CARRIER_API_URL": settings.carrier_api_url,
+        "ORDERFLOW_CARRIER_SIMULATOR_PORT": str(settings.carrier_simulator_port),
+        "ORDERFLOW_CARRIER_WEBHOOK_BASE_URL": settings.carrier_webhook_base_url,
+        "ORDERFLOW_CARRIER_SIMULATOR_MODE": settings.carrier_simulator_mode,
+        "ORDERFLOW_ORDER_POLICY": settings.order_policy.model_dump_json(),
+        "ORDERFLOW_OUTBOX_INTERVAL_SECONDS": str(settings.outbox_interval_seconds),
+        "ORDERFLOW_WORKER_METRICS_PORT": "0",
+        "ORDERFLOW_WORKER_WORKFLOW_RUNNER": settings.worker_workflow_runner,
+    }
+    if settings.smtp_host:
+        env["ORDERFLOW_SMTP_HOST"] = settings.smtp_host
+        env["ORDERFLOW_SMTP_PORT"] = str(settings.smtp_port)
+        env["ORDERFLOW_MAIL_SIMULATOR_HTTP_PORT"] = str(settings.mail_simulator_http_port)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def deployed_order_side(
+    settings: Settings,
+    load_client: Client,
+    *,
+    workers: int = 1,
+    variant_env: dict[str, str] | None = None,
+) -> AsyncIterator[DeployedSide]:
+    """Carrier simulator, mail server, `workers` worker processes and the API, each a
+    process of its own started as `orderflow up` starts it; the load generator (this
+    process) places orders through its own client, like a storefront would.
+
+    With `variant_env`, as many workers again with those variables added, on a task queue
+    of their own: two worker configurations measured in one run, sharing everything else.
+    """
+    assert settings.database_url
+    storefront = OrderClient(
+        load_client, task_queue=settings.task_queue, policy=settings.order_policy
+    )
+    with contextlib.ExitStack() as stack:
+        state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orderflow-side-")))
+        child_env = {**deployed_env(settings), "ORDERFLOW_STATE_DIR": str(state)}
+        variant_queue = f"{settings.task_queue}-variant"
+        python = [sys.executable, "-m", "app.cli"]
+        processes: dict[str, ManagedProcess] = {}
+        parts = {"carrier": "carrier-simulator"}
+        if settings.smtp_host:
+            parts["mail"] = "mail-server"
+        for name, command in parts.items():
+            processes[name] = ManagedProcess(
+                name, [*python, command], state / f"{name}.log", child_env
+            )
+        for i in range(1, workers + 1):
+            processes[f"worker-{i}"] = ManagedProcess(
+                f"worker-{i}", [*python, "worker"], state / f"worker-{i}.log", child_env
+            )
+            if variant_env is not None:
+                processes[f"variant-{i}"] = ManagedProcess(
+                    f"variant-{i}",
+                    [*python, "worker"],
+                    state / f"variant-{i}.log",
+                    {**child_env, "ORDERFLOW_TASK_QUEUE": variant_queue, **variant_env},
+                )
+        processes["api"] = ManagedProcess("api", [*python, "api"], state / "api.log", child_env)
+        for process in processes.values():
+            process.start()
+            stack.callback(process.stop)
+        waits = [(settings.carrier_simulator_port, "carrier"), (settings.api_port, "api")]
+        if settings.smtp_host:
+            waits.append((settings.smtp_port, "mail"))
+        for port, name in waits:
+            await asyncio.to_thread(wait_for_port, port, timeout=60, alive=processes[name])
+        pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{settings.api_port}",
+                headers={"Authorization": f"Bearer {settings.token_for('storefront')}"},
+                timeout=30,
+            ) as api:
+                yield DeployedSide(
+                    settings=settings,
+                    storefront=storefront,
+                    pool=pool,
+                    api=api,
+                    pids={name: p.pid for name, p in processes.items()},
+                    variant_storefront=None
+                    if variant_env is None
+                    else OrderClient(
+                        load_client, task_queue=variant_queue, policy=settings.order_policy
+                    ),
+                )
+        finally:
+            await pool.close()
+
+
+def baseline_worker_process(settings: Settings, task_queue: str, log_file: Path) -> ManagedProcess:
+    """The baseline's worker as a process of its own (`bench/baseline_worker.py`)."""
+    assert settings.temporal_address
+    return ManagedProcess(
+        "baseline-worker",
+        [sys.executable, "-m", "bench.baseline_worker", task_queue],
+        log_file,
+        {"TEMPORAL_ADDRESS": settings.temporal_address},
+    )

@@ -94,6 +94,33 @@ CUSTOMER: dict[str, dict[str, Any]] = {
         "refunded": Decimal("33.90"),
     },
     "order_rejected": {**ORDER, "shipment": None, "refunded": Decimal("33.90")},
+    "return_label": {
+        **ORDER,
+        "return_id": f"{ORDER_ID}-1",
+        "return_lines": [{"sku": "SKU-TEA-TIN", "name": "Loose-leaf tea tin", "quantity": 1}],
+        "return_tracking_number": "DHL00340434161094099999",
+        "label_url": "http://localhost:8001/carriers/dhl/returns/DHL00340434161094099999/label",
+        "send_back_by": "2026-12-20T10:00:00+00:00",
+    },
+    "return_closed": {**ORDER, "return_id": f"{ORDER_ID}-1"},
+    "return_rejected": {
+        **ORDER,
+        "return_id": f"{ORDER_ID}-1",
+        "return_lines": [{"sku": "SKU-TEA-TIN", "name": "Loose-leaf tea tin", "quantity": 1}],
+    },
+    "return_completed": {
+        **ORDER,
+        "return_id": f"{ORDER_ID}-1",
+        "return_lines": [
+            {
+                "sku": "SKU-TEA-TIN",
+                "name": "Loose-leaf tea tin",
+                "quantity": 1,
+                "outcome": "restock",
+            }
+        ],
+        "refund_amount": Decimal("8.90"),
+    },
     "feedback_acknowledged": {
         **ORDER,
         "ticket_id": "FB-7F3A2C",
@@ -123,6 +150,17 @@ DEPARTMENT: dict[str, dict[str, Any]] = {
     },
     "review_escalated": {"order_id": ORDER_ID, "department": "risk_supervisor"},
     "pick_task_overdue": {"order_id": ORDER_ID, "department": "warehouse"},
+    "return_decision_needed": {
+        "order_id": ORDER_ID,
+        "department": "customer_service",
+        "return_id": f"{ORDER_ID}-1",
+        "why": "not returnable: SKU-TEA-TIN",
+    },
+    "return_inspection_overdue": {
+        "order_id": ORDER_ID,
+        "department": "warehouse",
+        "return_id": f"{ORDER_ID}-1",
+    },
     "booking_refused": {
         "order_id": ORDER_ID,
         "department": "logistics",

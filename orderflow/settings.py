@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from orderflow.models.marketplace import MarketplaceConfig
 from orderflow.models.policy import OrderPolicy
 from orderflow.models.replenishment import ReplenishmentSettings
+from orderflow.models.returns import ReturnPolicy
 
 ROLES = ("storefront", "reviewer", "warehouse", "purchasing", "logistics", "admin")
 
@@ -252,6 +253,9 @@ class Settings(BaseSettings):
     # Waits and service levels given to every new order (workflow input), e.g.
     # ORDERFLOW_ORDER_POLICY='{"review_sla": "PT2H", "auto_warehouse": true}'
     order_policy: OrderPolicy = Field(default_factory=OrderPolicy)
+    # Return window, send-back and inspection waits and refund rules of every new return
+    # (workflow input), e.g. ORDERFLOW_RETURN_POLICY='{"window": "P14D"}'
+    return_policy: ReturnPolicy = Field(default_factory=ReturnPolicy)
     # Run the outbox dispatcher (sends queued e-mails and notices) inside each worker.
     outbox_dispatch: bool = True
     outbox_interval_seconds: float = 1.0
@@ -311,6 +315,10 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = 200
     worker_max_concurrent_local_activities: int = 200
     worker_max_cached_workflows: int = 2000
+    # off: workflow code runs unsandboxed, the cheapest per order (workers/order_worker.py
+    # says what keeps it deterministic) | passthrough: the SDK sandbox's checks without its
+    # re-import of the workflow modules for every run | sandbox: both, as the tests run it.
+    worker_workflow_runner: Literal["sandbox", "passthrough", "off"] = "off"
 
     # Carrier simulator behaviour (simulators/carrier.py); POST /control changes it at run time.
     carrier_simulator_host: str = "127.0.0.1"

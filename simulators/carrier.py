@@ -11,6 +11,10 @@ Endpoints:
 - `GET /carriers/{carrier}/shipments/{tracking_number}`: status and events;
 - `GET /carriers/{carrier}/shipments/{tracking_number}/webhook-deliveries`: what the webhook
   answered (debugging aid);
+- `POST /carriers/{carrier}/returns` (header `Idempotency-Key`): a return label for a parcel
+  coming back from the customer; it stays `BOOKED` until
+  `POST /carriers/{carrier}/returns/{tracking_number}/hand-in` (the customer drops it off),
+  then its events follow as a shipment's do (`DELIVERED`: back at the shop);
 - `GET /control`, `POST /control`: the behaviour, for all carriers or one;
 - `GET /healthz`.
 
@@ -37,6 +41,7 @@ from typing import Annotated, Any
 import httpx
 import uvicorn
 from fastapi import BackgroundTasks, FastAPI, Header, HTTPException, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.demo_carriers import DEMO_CARRIERS
@@ -46,10 +51,12 @@ from orderflow.models.carrier import (
     CarrierBookingResponse,
     CarrierShipmentStatus,
     CarrierTrackingEventView,
+    Destination,
     ShipmentStatus,
     SimulatorScenario,
 )
 from orderflow.models.messages import TrackingStatus
+from orderflow.models.returns import ReturnLabelRequest, ReturnLabelResponse
 from orderflow.settings import Settings, get_settings
 from orderflow.signing import carrier_secret
 from policies.carrier_choice import quote
@@ -113,6 +120,9 @@ class Shipment:
     deliveries: list[WebhookDelivery] = field(default_factory=list)
     # Set once the parcel has gone missing: the next status query admits it.
     vanished: bool = False
+    # A return label's parcel: its return, and whether the customer has handed it in.
+    return_id: str | None = None
+    handed_in: bool = False
 
 
 class CarrierSimulator:
@@ -221,6 +231,51 @@ class CarrierSimulator:
             self._bookings[slot] = shipment.booking.tracking_number
             self._failures.pop(slot, None)
             return shipment, True
+
+    async def book_return(
+        self, carrier_code: str, key: str, request: ReturnLabelRequest
+    ) -> tuple[Shipment, bool]:
+        """A return label: a parcel from the customer's address back to the shop, booked
+        like a shipment (once per key) but silent until it is handed in."""
+        parcel = CarrierBookingRequest(
+            order_id=request.order_id,
+            service_level="standard",
+            weight_kg=request.weight_kg,
+            destination=Destination(
+                country=request.origin.country, postal_code=request.origin.postal_code
+            ),
+            webhook_url=request.webhook_url,
+        )
+        shipment, created = await self.book(carrier_code, key, parcel)
+        if created:
+            shipment.return_id = request.return_id
+        elif shipment.return_id != request.return_id:
+            raise HTTPException(
+                422, f"{IDEMPOTENCY_HEADER} {key!r} was used for a different request"
+            )
+        return shipment, created
+
+    def hand_in(self, carrier_code: str, tracking_number: str) -> Shipment:
+        shipment = self.shipment(carrier_code, tracking_number)
+        if shipment.return_id is None:
+            raise HTTPException(404, f"{tracking_number!r} is no return label")
+        if shipment.handed_in:
+            raise HTTPException(409, f"return parcel {tracking_number} was handed in already")
+        shipment.handed_in = True
+        self.start_tracking(shipment)
+        return shipment
+
+    def label_response(self, shipment: Shipment) -> ReturnLabelResponse:
+        number = shipment.booking.tracking_number
+        base = self.settings.carrier_api_url.rstrip("/")
+        return ReturnLabelResponse(
+            carrier=shipment.carrier,
+            order_id=shipment.request.order_id,
+            return_id=shipment.return_id or "",
+            tracking_number=number,
+            label_url=f"{base}/carriers/{shipment.carrier}/returns/{number}/label",
+            booked_at=shipment.booking.booked_at,
+        )
 
     def _carrier(self, code: str) -> Carrier:
         carrier = self.carriers.get(code)
@@ -453,6 +508,48 @@ def create_app(
     @app.get("/carriers/{carrier}/shipments/{tracking_number}/webhook-deliveries")
     async def webhook_deliveries(carrier: str, tracking_number: str) -> list[WebhookDelivery]:
         return list(simulator.shipment(carrier, tracking_number).deliveries)
+
+    @app.post(
+        "/carriers/{carrier}/returns",
+        status_code=201,
+        response_model=ReturnLabelResponse,
+        responses={200: {"description": "Seen this Idempotency-Key before: the same label"}},
+    )
+    async def book_return_label(
+        carrier: str,
+        request: ReturnLabelRequest,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None, Header(alias=IDEMPOTENCY_HEADER, max_length=200)
+        ] = None,
+    ) -> ReturnLabelResponse:
+        if not idempotency_key or not idempotency_key.strip():
+            raise HTTPException(400, f"the {IDEMPOTENCY_HEADER} header is required")
+        shipment, created = await simulator.book_return(carrier, idempotency_key.strip(), request)
+        if not created:
+            response.status_code = 200
+        return simulator.label_response(shipment)
+
+    @app.post(
+        "/carriers/{carrier}/returns/{tracking_number}/hand-in",
+        status_code=202,
+        response_model=CarrierShipmentStatus,
+    )
+    async def hand_in_return(carrier: str, tracking_number: str) -> CarrierShipmentStatus:
+        simulator.hand_in(carrier, tracking_number)
+        return simulator.status(carrier, tracking_number)
+
+    @app.get(
+        "/carriers/{carrier}/returns/{tracking_number}/label", response_class=PlainTextResponse
+    )
+    async def return_label(carrier: str, tracking_number: str) -> str:
+        shipment = simulator.shipment(carrier, tracking_number)
+        if shipment.return_id is None:
+            raise HTTPException(404, f"{tracking_number!r} is no return label")
+        return (
+            f"RETURN {shipment.carrier.upper()} {tracking_number}\n"
+            f"order {shipment.request.order_id}, return {shipment.return_id}\n"
+        )
 
     @app.get("/control", response_model=ControlView)
     async def get_control() -> ControlView:

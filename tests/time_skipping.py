@@ -31,6 +31,24 @@ def skipping_server_binary() -> str:
     return found
 
 
+async def start_skipping_server() -> WorkflowEnvironment:
+    """A time-skipping server of its own, with the order search attributes."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=skipping_server_binary(), data_converter=CONVERTER
+    )
+    # The workflow upserts these; on this server an unknown one is retried forever, and the
+    # server cannot list them either, so they are added outright.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={
+                name: indexed_value_type(kind) for name, kind in ORDER_SEARCH_ATTRIBUTES.items()
+            },
+        )
+    )
+    return env
+
+
 class SkippingServer:
     """A tier's one time-skipping server, started again if its clock stops.
 
@@ -48,20 +66,7 @@ class SkippingServer:
         self.restarts = 0
 
     async def _start(self) -> WorkflowEnvironment:
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=skipping_server_binary(), data_converter=CONVERTER
-        )
-        # The workflow upserts these; on this server an unknown one is retried forever, and
-        # the server cannot list them either, so they are added outright.
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace="default",
-                search_attributes={
-                    name: indexed_value_type(kind) for name, kind in ORDER_SEARCH_ATTRIBUTES.items()
-                },
-            )
-        )
-        return env
+        return await start_skipping_server()
 
     async def _clock_moves(self, env: WorkflowEnvironment) -> bool:
         try:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.cancellation import CancellationActivities
@@ -29,6 +29,7 @@ from activities.process_review import ProcessReviewActivities
 from activities.psp_client import PspClient
 from activities.registry import defined_activities
 from activities.replenishment import ReplenishmentActivities
+from activities.returns import ReturnActivities
 from activities.review import ReviewActivities
 from activities.risk_calibration import RiskCalibrationActivities
 from activities.shipping import ShippingActivities
@@ -46,17 +47,41 @@ from workflows.marketplace_poller import MarketplacePollerWorkflow
 from workflows.order import OrderWorkflow
 from workflows.process_review import ProcessReviewWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
+from workflows.returns import ReturnWorkflow
 from workflows.risk_calibration import RiskCalibrationWorkflow
 
 log = logging.getLogger("orderflow.worker")
 
-# The models validate e-mail addresses; their helper libraries are deterministic and are
-# shared with the sandbox instead of being re-imported for every workflow run.
+# The strict runner, which every workflow test (tests/fast, tests/replay) uses: it refuses a
+# non-deterministic call (the clock, randomness, I/O) in workflow code. The models validate
+# e-mail addresses; their helper libraries are deterministic and are shared with the sandbox
+# instead of being re-imported for every workflow run.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
         "pydantic", "pydantic_core", "email_validator", "idna", "annotated_types"
     )
 )
+# Every module shared with the sandbox: imported once per process, still checked per call.
+PASSTHROUGH_SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The runner `worker_workflow_runner` names; by default none.
+
+    The sandbox re-imports the workflow modules for every run and checks every call they
+    make: about a third of the worker's CPU per order. Without it, what the sandbox checks
+    at run time is checked before: the import contracts keep I/O libraries out of
+    workflows/, the workflow tests run every path under `SANDBOX`, and the recorded
+    histories also replay one after another on this runner, so state a run leaves in a
+    module cannot steer the next.
+    """
+    if settings.worker_workflow_runner == "off":
+        return UnsandboxedWorkflowRunner()
+    if settings.worker_workflow_runner == "passthrough":
+        return PASSTHROUGH_SANDBOX
+    return SANDBOX
 
 
 def activity_groups(
@@ -67,6 +92,7 @@ def activity_groups(
 ) -> tuple[object, ...]:
     """Every group of activities this worker hosts, each with what it needs (without `psp`,
     a client of the configured PSP of its own)."""
+    psp = psp or PspClient(settings)
     return (
         IntakeActivities(pool, settings),
         ReviewActivities(pool, settings),
@@ -75,12 +101,13 @@ def activity_groups(
         FulfilmentActivities(pool, settings),
         CancellationActivities(pool, settings),
         ShippingActivities(pool, settings, http),
-        PaymentActivities(pool, settings, psp or PspClient(settings)),
+        PaymentActivities(pool, settings, psp),
         ReplenishmentActivities(pool, settings),
         KpiActivities(pool),
         ProcessReviewActivities(pool, settings),
         RiskCalibrationActivities(pool, settings),
         MarketplaceActivities(pool, settings, http),
+        ReturnActivities(pool, settings, http, psp),
     )
 
 
@@ -101,12 +128,13 @@ def build_worker(
             ProcessReviewWorkflow,
             MarketplacePollerWorkflow,
             RiskCalibrationWorkflow,
+            ReturnWorkflow,
         ],
         activities=defined_activities(*activity_groups(pool, http, settings, psp)),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
-        workflow_runner=SANDBOX,
+        workflow_runner=workflow_runner(settings),
     )
 
 

@@ -6,12 +6,13 @@ import secrets
 import time
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import order_client_of, pool_of, settings_of
-from db.repositories import delivery, tracking
+from db.repositories import delivery, returns, tracking
 from orderflow.models import TrackingUpdate
 from orderflow.signing import (
     SIGNATURE_HEADER,
@@ -20,6 +21,7 @@ from orderflow.signing import (
     carrier_secret,
     verify_signature,
 )
+from starter.return_client import ReturnClient
 
 router = APIRouter(tags=["carriers"])
 
@@ -61,6 +63,11 @@ async def carrier_event(
     async with pool.acquire() as conn, conn.transaction():
         order_id = await tracking.order_for_tracking_number(conn, carrier, update.tracking_number)
         outcome = "applied" if order_id else "unknown_tracking_number"
+        return_id = None
+        if order_id is None:
+            return_id = await returns.return_for_tracking(conn, carrier, update.tracking_number)
+        if return_id is not None:
+            return await _return_parcel_event(request, conn, carrier, update, return_id)
         if order_id is None:
             replaced = await delivery.order_for_lost_parcel(conn, carrier, update.tracking_number)
             if replaced is not None:
@@ -94,4 +101,33 @@ async def carrier_event(
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"unknown tracking number {update.tracking_number}"
         )
+    return TrackingEventOutcome(event_id=update.event_id, outcome=outcome, order_id=order_id)
+
+
+async def _return_parcel_event(
+    request: Request,
+    conn: asyncpg.Connection,
+    carrier: str,
+    update: TrackingUpdate,
+    return_id: str,
+) -> TrackingEventOutcome:
+    """A scan of a parcel coming back: its return's workflow is told, once per event."""
+    row = await returns.return_of(conn, return_id)
+    assert row is not None
+    order_id = row["order_id"]
+    if not await tracking.record_received(conn, carrier, update, order_id, "return_parcel"):
+        return TrackingEventOutcome(
+            event_id=update.event_id, outcome="duplicate", order_id=order_id
+        )
+    client = ReturnClient(
+        order_client_of(request).temporal, task_queue=settings_of(request).task_queue
+    )
+    outcome = "return_parcel"
+    try:
+        await client.parcel_tracking(return_id, update)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        outcome = "return_closed"
+        await delivery.set_event_outcome(conn, carrier, update.event_id, outcome)
     return TrackingEventOutcome(event_id=update.event_id, outcome=outcome, order_id=order_id)

@@ -19,7 +19,7 @@ from api.deps import (
     workflow_errors_as_http,
 )
 from api.limits import rate_limited
-from db.repositories import cancellation, catalogue, events, orders, unprocessable
+from db.repositories import cancellation, catalogue, events, orders, returns, unprocessable
 from orderflow.access import customer_token
 from orderflow.models import (
     Address,
@@ -270,6 +270,11 @@ async def _order_status(order_id: str, request: Request) -> OrderStatusResponse:
     history = await events.timeline(pool, order_id)
     facts = await orders.customer_facts(pool, order_id)
     assert facts is not None  # the row read just before: orders are never deleted
+    return_until = None
+    if row["status"] in (OrderStatus.DELIVERED, OrderStatus.COMPLETED):
+        delivered = await returns.delivered_at(pool, order_id)
+        if delivered is not None:
+            return_until = delivered + settings_of(request).return_policy.window
     return OrderStatusResponse(
         order_id=order_id,
         status=row["status"],
@@ -296,6 +301,7 @@ async def _order_status(order_id: str, request: Request) -> OrderStatusResponse:
             # The API places every order with its settings' policy (place_order).
             review_window=settings_of(request).order_policy.review_window,
             now=datetime.now(UTC),
+            return_until=return_until,
         ),
         timeline=[
             TimelineItem(

@@ -61,6 +61,19 @@ const WORDS = {
     cancel_button: "Cancel order", cancel_reason: "Why do you want to cancel?",
     cancel_confirm: "Cancel my order", cancel_keep: "Keep my order",
     cancelled: "Your order is cancelled. Refunded: {amount}.",
+    return_heading: "Return items", return_quantity: "How many to return",
+    return_reason: "Why are you returning them?", return_button: "Ask for a return",
+    return_none: "Choose at least one item to return.",
+    return_asked: "Return {id} is on its way: we send you the return label by e-mail.",
+    return_waits: "Return {id} is being checked by our customer service; we will write to you.",
+    return_line: "Return {id}: {status}", returns_heading: "Your returns",
+    return_REQUESTED: "being checked", return_APPROVED: "approved", return_LABEL_SENT: "label sent",
+    return_IN_TRANSIT: "on its way back", return_ARRIVED: "arrived, being inspected",
+    return_INSPECTED: "inspected", return_REFUNDED: "refunded", return_CLOSED: "closed",
+    return_REJECTED: "not accepted",
+    event_return_label_booked: "A return label was sent", event_return_in_transit: "Your return is on its way back",
+    event_return_arrived: "Your return arrived", event_return_refunded: "Your return was refunded",
+    event_return_not_sent_back: "Your return was closed",
     refused: "Not possible: {detail}", sending: "Sending…",
     items: "Items", item: "Item", quantity: "Qty", price: "Price", total: "Total",
     shipping_to: "Shipping to", delivery: "Delivery", carrier: "Carrier",
@@ -118,6 +131,19 @@ const WORDS = {
     cancel_button: "Bestellung stornieren", cancel_reason: "Warum möchten Sie stornieren?",
     cancel_confirm: "Bestellung stornieren", cancel_keep: "Bestellung behalten",
     cancelled: "Ihre Bestellung ist storniert. Erstattet: {amount}.",
+    return_heading: "Artikel zurücksenden", return_quantity: "Wie viele zurücksenden",
+    return_reason: "Warum senden Sie sie zurück?", return_button: "Rücksendung anfragen",
+    return_none: "Wählen Sie mindestens einen Artikel zum Zurücksenden.",
+    return_asked: "Rücksendung {id} ist angelegt: Das Rücksendeetikett kommt per E-Mail.",
+    return_waits: "Rücksendung {id} wird von unserem Kundenservice geprüft; wir schreiben Ihnen.",
+    return_line: "Rücksendung {id}: {status}", returns_heading: "Ihre Rücksendungen",
+    return_REQUESTED: "wird geprüft", return_APPROVED: "genehmigt", return_LABEL_SENT: "Etikett verschickt",
+    return_IN_TRANSIT: "auf dem Rückweg", return_ARRIVED: "angekommen, wird geprüft",
+    return_INSPECTED: "geprüft", return_REFUNDED: "erstattet", return_CLOSED: "geschlossen",
+    return_REJECTED: "nicht angenommen",
+    event_return_label_booked: "Ein Rücksendeetikett wurde verschickt", event_return_in_transit: "Ihre Rücksendung ist unterwegs",
+    event_return_arrived: "Ihre Rücksendung ist angekommen", event_return_refunded: "Ihre Rücksendung wurde erstattet",
+    event_return_not_sent_back: "Ihre Rücksendung wurde geschlossen",
     refused: "Nicht möglich: {detail}", sending: "Wird gesendet …",
     items: "Artikel", item: "Artikel", quantity: "Menge", price: "Preis", total: "Summe",
     shipping_to: "Lieferadresse", delivery: "Lieferung", carrier: "Versanddienst",
@@ -161,6 +187,19 @@ const WORDS = {
     cancel_button: "取消订单", cancel_reason: "您为什么要取消？",
     cancel_confirm: "取消我的订单", cancel_keep: "保留订单",
     cancelled: "您的订单已取消。退款：{amount}。",
+    return_heading: "退货", return_quantity: "退货数量",
+    return_reason: "退货原因", return_button: "申请退货",
+    return_none: "请至少选择一件要退的商品。",
+    return_asked: "退货 {id} 已受理：退货标签将通过电子邮件发送给您。",
+    return_waits: "退货 {id} 正在由客服审核，我们会写信告知您。",
+    return_line: "退货 {id}：{status}", returns_heading: "您的退货",
+    return_REQUESTED: "审核中", return_APPROVED: "已批准", return_LABEL_SENT: "标签已发送",
+    return_IN_TRANSIT: "寄回途中", return_ARRIVED: "已到达，检验中",
+    return_INSPECTED: "已检验", return_REFUNDED: "已退款", return_CLOSED: "已关闭",
+    return_REJECTED: "未受理",
+    event_return_label_booked: "退货标签已发送", event_return_in_transit: "您的退货正在寄回",
+    event_return_arrived: "您的退货已到达", event_return_refunded: "您的退货已退款",
+    event_return_not_sent_back: "您的退货已关闭",
     refused: "无法完成：{detail}", sending: "正在发送…",
     items: "商品", item: "商品", quantity: "数量", price: "价格", total: "合计",
     shipping_to: "收货地址", delivery: "配送", carrier: "承运商",
@@ -181,6 +220,7 @@ const state = {
   seen: new Set(),
   stream: null,
   refreshTimer: null,
+  returnsTimer: null,
   stopped: false,
 };
 
@@ -382,6 +422,7 @@ function render(order) {
     ? when(order.expected_delivery, false)
     : t("not_yet");
   showActions(order.actions || {});
+  if ((order.actions || {}).return_items) renderReturnLines(order);
 }
 
 function showStatus(status) {
@@ -425,10 +466,55 @@ function showActions(actions) {
   $("feedback-form").hidden = !actions.feedback;
   $("confirm-box").hidden = !actions.confirm_receipt;
   $("review-form").hidden = !actions.review;
+  $("return-form").hidden = !actions.return_items;
   if (!actions.cancel) $("cancel-form").hidden = true;
   $("no-actions").hidden = Boolean(
-    actions.cancel || actions.feedback || actions.confirm_receipt || actions.review,
+    actions.cancel || actions.feedback || actions.confirm_receipt || actions.review
+      || actions.return_items,
   );
+}
+
+// One row per line of the order: how many of it to send back (none by default).
+function renderReturnLines(order) {
+  const body = document.querySelector("#return-lines tbody");
+  if (body.dataset.order === order.order_id) return;
+  body.dataset.order = order.order_id;
+  body.textContent = "";
+  for (const line of order.items || []) {
+    const row = document.createElement("tr");
+    const name = document.createElement("td");
+    name.textContent = line.name || line.sku;
+    const cell = document.createElement("td");
+    const input = document.createElement("input");
+    input.type = "number";
+    input.min = "0";
+    input.max = String(line.quantity);
+    input.value = "0";
+    input.dataset.sku = line.sku;
+    input.setAttribute("aria-label", `${t("return_quantity")}: ${line.name || line.sku}`);
+    cell.append(input);
+    row.append(name, cell);
+    body.append(row);
+  }
+}
+
+async function loadReturns() {
+  try {
+    const { data } = await api("GET", orderPath("/returns"));
+    const list = $("returns");
+    list.textContent = "";
+    for (const item of data) {
+      const entry = document.createElement("li");
+      entry.textContent = t("return_line", {
+        id: item.return_id,
+        status: t(`return_${item.status}`) || item.status,
+      });
+      list.append(entry);
+    }
+    $("returns-box").hidden = data.length === 0;
+  } catch (error) {
+    if (isDenial(error)) denied(error);
+  }
 }
 
 function eventText(event) {
@@ -464,6 +550,10 @@ function addEvent(event) {
   $("timeline").append(eventItem(event));
   if (event.step) state.lastStep = event.step;
   refreshSoon();
+  if (event.kind.startsWith("return_")) {
+    clearTimeout(state.returnsTimer);
+    state.returnsTimer = setTimeout(loadReturns, 250);
+  }
 }
 
 function rerenderTimeline() {
@@ -659,6 +749,28 @@ function wireActions() {
       () => t("confirmed"));
   });
 
+  $("return-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const lines = [...document.querySelectorAll("#return-lines input")]
+      .map((input) => ({ sku: input.dataset.sku, quantity: Number(input.value) }))
+      .filter((line) => line.quantity > 0);
+    const reason = $("return-reason").value.trim();
+    if (!lines.length) {
+      $("return-result").className = "result error";
+      $("return-result").textContent = t("return_none");
+      return;
+    }
+    if (!reason) return;
+    send($("return-send"), $("return-result"),
+      () => api("POST", orderPath("/returns"), { lines, reason }),
+      ({ data }) => {
+        $("return-reason").value = "";
+        for (const input of document.querySelectorAll("#return-lines input")) input.value = "0";
+        loadReturns();
+        return t(data.status === "REQUESTED" ? "return_waits" : "return_asked", { id: data.return_id });
+      });
+  });
+
   $("review-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const chosen = document.querySelector('input[name="rating"]:checked');
@@ -711,6 +823,7 @@ async function start() {
     }
   }
   loadTickets();
+  loadReturns();
   const controller = new AbortController();
   state.stream = controller;
   follow(controller);

@@ -53,6 +53,15 @@ class ActivityName(StrEnum):
     ACKNOWLEDGE_MARKETPLACE_ORDER = "acknowledge_marketplace_order"
     PUSH_MARKETPLACE_SHIPMENT = "push_marketplace_shipment"
     PUSH_MARKETPLACE_CANCELLATION = "push_marketplace_cancellation"
+    # Returns (workflows/returns.py): label, parcel back, inspection, refund
+    ASK_RETURN_DECISION = "ask_return_decision"
+    RECORD_RETURN_DECISION = "record_return_decision"
+    BOOK_RETURN_LABEL = "book_return_label"
+    RECORD_RETURN_TRACKING = "record_return_tracking"
+    CLOSE_UNSENT_RETURN = "close_unsent_return"
+    NOTIFY_RETURN_INSPECTION_OVERDUE = "notify_return_inspection_overdue"
+    RECORD_RETURN_INSPECTION = "record_return_inspection"
+    REFUND_RETURN = "refund_return"
 
 
 # The type of the non-retryable error a local activity fails with when its data can never be

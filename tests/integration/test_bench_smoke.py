@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from bench.measure import CoreWarnings, percentile
+from bench.measure import CoreWarnings, percentile, summarise_profile
 from bench.throughput import BenchReport, run_lanes
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,11 @@ async def test_benchmark_runs_and_prints_table_and_json(
     # Servers named by the environment are not this run's to measure.
     assert report["server_cpu_ms_per_order"] is None
     assert report["postgres_cpu_ms_per_order"] is None
-    assert report["python_cpu_ms_per_order"] > 0
+    # As deployed: the worker, the API, the carrier simulator and this process apart.
+    assert report["deployed"] is True
+    for process in ("worker-1", "api", "carrier", "load"):
+        assert report["process_cpu_ms_per_order"][process] > 0, process
+    assert report["process_cpu_ms_per_baseline"]["baseline-1"] > 0
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -124,3 +128,21 @@ def test_core_warnings_are_counted_not_printed() -> None:
         logger.removeHandler(handler)
     assert handler.slow_workflow_tasks == 2
     assert handler.others == {"something else": 1}
+
+
+def test_profile_summary_leaves_out_waits_and_names_areas() -> None:
+    raw = "\n".join(
+        [
+            'process 1:"worker";thread (0x1);run (asyncio/base_events.py:1);'
+            "fetch (asyncpg/connection.py:2) 3",
+            'process 1:"worker";thread (0x1);run (asyncio/base_events.py:1);'
+            "EpollSelector.select (selectors.py:3) 50",
+            'process 1:"worker";thread (0x2);_worker (concurrent/futures/thread.py:4) 50',
+            'process 1:"worker";thread (0x1);run (asyncio/base_events.py:1) 1',
+        ]
+    )
+    rows = {name: (own, inclusive) for name, own, inclusive in summarise_profile(raw)}
+    assert rows["fetch (asyncpg/connection.py)"] == (75.0, 75.0)
+    assert rows["run (asyncio/base_events.py)"] == (25.0, 100.0)
+    assert rows["area: asyncpg"] == (75.0, 75.0)
+    assert not any("select" in name or "_worker" in name for name in rows)

@@ -75,6 +75,7 @@ async def test_customer_sees_no_risk_review_operators_do(stack: Stack) -> None:
         "feedback": True,
         "confirm_receipt": False,
         "review": False,
+        "return_items": False,
     }
 
     await _decide(stack, order_id, "approve")
@@ -140,8 +141,9 @@ async def test_the_order_as_placed_for_its_page(stack: Stack) -> None:
     assert seen["shipping_address"] == {**body["shipping_address"], "line2": None}
     assert seen["locale"] == "zh-CN"
     assert seen["carrier"] and seen["tracking_number"] and seen["expected_delivery"]
-    # Completed at once with no review window (the instant policy): nothing is open.
-    assert not any(seen["actions"].values())
+    # Completed at once with no review window (the instant policy): only a return is open,
+    # within the return window after delivery.
+    assert [name for name, open_ in seen["actions"].items() if open_] == ["return_items"]
 
     default = order_json()
     default_token = await _place(stack, default)

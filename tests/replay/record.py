@@ -415,6 +415,79 @@ async def marketplace_poller_placed_orders(stack: Stack) -> str:
     return poller_id(MARKETPLACE)
 
 
+async def _returned(stack: Stack, *, returnable: bool) -> str:
+    """A delivered order's return asked for over the API; its return id."""
+    sku = f"SKU-RET-{uuid.uuid4().hex[:8].upper()}"
+    async with stack.pool.acquire() as conn:
+        await catalogue.upsert_product(
+            conn,
+            sku=sku,
+            name="Returned mug",
+            unit_price=Decimal("12.50"),
+            weight_kg=Decimal("0.400"),
+            bin_location="R-01-1",
+        )
+        await catalogue.ensure_stock(conn, sku=sku, on_hand=5, reorder_point=0, order_up_to=0)
+        await conn.execute("UPDATE products SET returnable = $2 WHERE sku = $1", sku, returnable)
+    order = Order.model_validate(order_json(items=[(sku, 1)]))
+    await stack.storefront.place_order(order)
+    await wait_for_status(stack.pool, order.order_id, "COMPLETED")
+    asked = await stack.http(
+        "POST",
+        f"/orders/{order.order_id}/returns",
+        json={"lines": [{"sku": sku, "quantity": 1}], "reason": "too small"},
+    )
+    assert asked.status_code == 202, asked.text
+    return_id: str = asked.json()["return_id"]
+    return return_id
+
+
+async def _return_status(stack: Stack, return_id: str, status: str) -> None:
+    async def reached() -> bool:
+        found = await stack.pool.fetchval(
+            "SELECT status FROM returns WHERE return_id = $1", return_id
+        )
+        return bool(found == status)
+
+    await _until(reached)
+
+
+async def return_refunded(stack: Stack) -> str:
+    """A return approved at once: label, parcel handed in and back, restocked, refunded."""
+    return_id = await _returned(stack, returnable=True)
+    await _return_status(stack, return_id, "LABEL_SENT")
+    row = await stack.pool.fetchrow("SELECT * FROM returns WHERE return_id = $1", return_id)
+    async with httpx.AsyncClient(base_url=stack.settings.carrier_api_url) as carrier:
+        handed = await carrier.post(
+            f"/carriers/{row['carrier']}/returns/{row['tracking_number']}/hand-in"
+        )
+        assert handed.status_code == 202, handed.text
+    await _return_status(stack, return_id, "ARRIVED")
+    sku = await stack.pool.fetchval("SELECT sku FROM return_lines WHERE return_id = $1", return_id)
+    await stack.http(
+        "POST",
+        f"/warehouse/returns/{return_id}/inspection",
+        role="warehouse",
+        json={"lines": [{"sku": sku, "outcome": "restock", "note": "as new"}]},
+    )
+    await stack.client.get_workflow_handle(f"return-{return_id}").result()
+    return f"return-{return_id}"
+
+
+async def return_rejected_by_customer_service(stack: Stack) -> str:
+    """A return outside the rules, refused by customer service."""
+    return_id = await _returned(stack, returnable=False)
+    await _return_status(stack, return_id, "REQUESTED")
+    await stack.http(
+        "POST",
+        f"/returns/{return_id}/decision",
+        role="admin",
+        json={"decision": "reject", "note": "hygiene article"},
+    )
+    await stack.client.get_workflow_handle(f"return-{return_id}").result()
+    return f"return-{return_id}"
+
+
 # Workflows other than orders.
 SERVICE_SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "kpi_snapshot_taken": kpi_snapshot_taken,
@@ -422,6 +495,8 @@ SERVICE_SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "risk_calibration_run": risk_calibration_run,
     "process_review_built": process_review_built,
     "marketplace_poller_placed_orders": marketplace_poller_placed_orders,
+    "return_refunded": return_refunded,
+    "return_rejected_by_customer_service": return_rejected_by_customer_service,
 }
 
 

@@ -17,6 +17,7 @@ from workflows.marketplace_poller import MarketplacePollerWorkflow
 from workflows.order import OrderWorkflow
 from workflows.process_review import ProcessReviewWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
+from workflows.returns import ReturnWorkflow
 from workflows.risk_calibration import RiskCalibrationWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -28,6 +29,7 @@ WORKFLOWS = [
     ProcessReviewWorkflow,
     MarketplacePollerWorkflow,
     RiskCalibrationWorkflow,
+    ReturnWorkflow,
 ]
 
 

@@ -18,13 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from orderflow.access import customer_token
 from orderflow.models import OrderPolicy
-from stack.search_attributes import ORDER_SEARCH_ATTRIBUTES, indexed_value_type
-from tests.helpers import CONVERTER, wait_for_status
+from tests.helpers import wait_for_status
 from tests.integration.fulfilment_support import (
     add_product,
     carrier_control,
@@ -36,7 +34,7 @@ from tests.integration.fulfilment_support import (
     wait_until,
 )
 from tests.servers import Stack, running_stack
-from tests.time_skipping import skipping_server_binary
+from tests.time_skipping import start_skipping_server
 
 # Production waits; only the warehouse is automatic (and instant).
 PRODUCTION = OrderPolicy(auto_warehouse=True)
@@ -56,18 +54,8 @@ class Timed:
 
 @pytest.fixture
 async def timed(database_url: str) -> AsyncIterator[Timed]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=skipping_server_binary(), data_converter=CONVERTER
-    )
+    env = await start_skipping_server()
     try:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace="default",
-                search_attributes={
-                    name: indexed_value_type(kind) for name, kind in ORDER_SEARCH_ATTRIBUTES.items()
-                },
-            )
-        )
         async with running_stack(env, database_url, policy=PRODUCTION) as stack:
             await carrier_control(stack, mode="normal", event_interval_seconds=3600)
             yield Timed(stack, env)

@@ -90,6 +90,15 @@ SCHEDULED_RUNS = {
     ActivityName.FETCH_MARKETPLACE_ORDERS,
     ActivityName.TAKE_MARKETPLACE_ORDER,
     ActivityName.ACKNOWLEDGE_MARKETPLACE_ORDER,
+    # Returns (workflows/returns.py): a process of its own beside the order's
+    ActivityName.ASK_RETURN_DECISION,
+    ActivityName.RECORD_RETURN_DECISION,
+    ActivityName.BOOK_RETURN_LABEL,
+    ActivityName.RECORD_RETURN_TRACKING,
+    ActivityName.CLOSE_UNSENT_RETURN,
+    ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE,
+    ActivityName.RECORD_RETURN_INSPECTION,
+    ActivityName.REFUND_RETURN,
 }
 
 

@@ -1,0 +1,287 @@
+"""`ReturnWorkflow` on the time-skipping server under the strict sandbox, with stub activities
+under the real names: every path of a return (refunded, not sent back, left uninspected,
+decided by customer service) and the refund it computes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from orderflow.models.activity_names import ActivityName
+from orderflow.models.messages import TrackingStatus, TrackingUpdate
+from orderflow.models.returns import (
+    InspectionReport,
+    LineInspection,
+    Restocked,
+    ReturnDecision,
+    ReturnDecisionInput,
+    ReturnDecisionNeeded,
+    ReturnInspectionInput,
+    ReturnLabel,
+    ReturnLabelInput,
+    ReturnLine,
+    ReturnPolicy,
+    ReturnRef,
+    ReturnRefundInput,
+    ReturnRefundOutcome,
+    ReturnStatus,
+    ReturnTracking,
+    ReturnView,
+    ReturnWorkflowInput,
+)
+from workers.order_worker import SANDBOX
+from workflows.returns import ReturnWorkflow, workflow_id_for
+
+POLICY = ReturnPolicy()
+
+
+@dataclass
+class Desk:
+    """The return's stub activities: what each was called with."""
+
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    served: list[str] = field(default_factory=list)
+    refuse_refund: bool = False
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def activities(self) -> list[Any]:
+        @activity.defn(name=ActivityName.ASK_RETURN_DECISION)
+        async def ask(data: ReturnDecisionNeeded) -> None:
+            self.calls.append((ActivityName.ASK_RETURN_DECISION, data))
+
+        @activity.defn(name=ActivityName.RECORD_RETURN_DECISION)
+        async def decided(data: ReturnDecisionInput) -> None:
+            self.calls.append((ActivityName.RECORD_RETURN_DECISION, data))
+
+        @activity.defn(name=ActivityName.BOOK_RETURN_LABEL)
+        async def label(data: ReturnLabelInput) -> ReturnLabel:
+            self.calls.append((ActivityName.BOOK_RETURN_LABEL, data))
+            return ReturnLabel(carrier="dhl", tracking_number="DHL-R1", label_url="http://l/1")
+
+        @activity.defn(name=ActivityName.RECORD_RETURN_TRACKING)
+        async def tracked(data: ReturnTracking) -> None:
+            self.calls.append((ActivityName.RECORD_RETURN_TRACKING, data))
+
+        @activity.defn(name=ActivityName.CLOSE_UNSENT_RETURN)
+        async def unsent(data: ReturnRef) -> None:
+            self.calls.append((ActivityName.CLOSE_UNSENT_RETURN, data))
+
+        @activity.defn(name=ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE)
+        async def overdue(data: ReturnRef) -> None:
+            self.calls.append((ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE, data))
+
+        @activity.defn(name=ActivityName.RECORD_RETURN_INSPECTION)
+        async def inspected(data: ReturnInspectionInput) -> Restocked:
+            self.calls.append((ActivityName.RECORD_RETURN_INSPECTION, data))
+            restock = data.line.outcome == "restock"
+            return Restocked(served_orders=self.served if restock else [])
+
+        @activity.defn(name=ActivityName.REFUND_RETURN)
+        async def refund(data: ReturnRefundInput) -> ReturnRefundOutcome:
+            self.calls.append((ActivityName.REFUND_RETURN, data))
+            if self.refuse_refund:
+                raise ApplicationError(
+                    "refused as sent", type="PaymentRejected", non_retryable=True
+                )
+            status = ReturnStatus.REFUNDED if data.amount > 0 else ReturnStatus.CLOSED
+            return ReturnRefundOutcome(status=status, amount=data.amount)
+
+        return [ask, decided, label, tracked, unsent, overdue, inspected, refund]
+
+
+@dataclass
+class Running:
+    env: WorkflowEnvironment
+    desk: Desk
+    task_queue: str
+
+    async def start(self, **changes: Any) -> WorkflowHandle[ReturnWorkflow, ReturnView]:
+        return_id = f"T-{uuid.uuid4().hex[:8]}-1"
+        data = ReturnWorkflowInput(
+            return_id=return_id,
+            order_id=return_id[:-2],
+            lines=[
+                ReturnLine(sku="SKU-A", quantity=1, unit_price=Decimal("10.00")),
+                ReturnLine(sku="SKU-B", quantity=2, unit_price=Decimal("5.00")),
+            ],
+            reason="too small",
+            requested_by="storefront",
+            shipping_share=Decimal("4.90"),
+            policy=POLICY,
+        ).model_copy(update=changes)
+        return await self.env.client.start_workflow(
+            ReturnWorkflow.run, data, id=workflow_id_for(return_id), task_queue=self.task_queue
+        )
+
+
+@pytest.fixture
+async def running(fast_env: WorkflowEnvironment) -> AsyncIterator[Running]:
+    desk = Desk()
+    queue = f"returns-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        fast_env.client,
+        task_queue=queue,
+        workflows=[ReturnWorkflow],
+        activities=desk.activities(),
+        workflow_runner=SANDBOX,
+    ):
+        yield Running(fast_env, desk, queue)
+
+
+async def status_of(
+    handle: WorkflowHandle[ReturnWorkflow, ReturnView], status: ReturnStatus
+) -> ReturnView:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = await handle.query(ReturnWorkflow.view)
+        if view.status == status:
+            return view
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"return never reached {status}")
+
+
+def scan(status: TrackingStatus) -> TrackingUpdate:
+    return TrackingUpdate(
+        event_id=f"DHL-R1-{status}", tracking_number="DHL-R1", status=status, at=datetime.now(UTC)
+    )
+
+
+async def arrived(handle: WorkflowHandle[ReturnWorkflow, ReturnView]) -> None:
+    await status_of(handle, ReturnStatus.LABEL_SENT)
+    back: tuple[TrackingStatus, ...] = ("IN_TRANSIT", "DELIVERED")
+    for status in back:
+        await handle.signal(ReturnWorkflow.parcel_tracking, scan(status))
+    await status_of(handle, ReturnStatus.ARRIVED)
+
+
+async def test_a_return_inspected_in_two_reports_is_refunded_once(running: Running) -> None:
+    running.desk.served = ["T-waiting"]
+    handle = await running.start()
+    await arrived(handle)
+    first = await handle.execute_update(
+        ReturnWorkflow.inspect,
+        InspectionReport(lines=[LineInspection(sku="SKU-A", outcome="restock")]),
+    )
+    assert first.inspected == {"SKU-A": "restock"}
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            ReturnWorkflow.inspect,
+            InspectionReport(lines=[LineInspection(sku="SKU-A", outcome="dispose")]),
+        )
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            ReturnWorkflow.inspect,
+            InspectionReport(lines=[LineInspection(sku="SKU-Z", outcome="dispose")]),
+        )
+    await handle.execute_update(
+        ReturnWorkflow.inspect,
+        InspectionReport(lines=[LineInspection(sku="SKU-B", outcome="dispose")]),
+    )
+    result = await handle.result()
+    assert result.status == ReturnStatus.REFUNDED
+    (refund,) = [d for n, d in running.desk.calls if n == ActivityName.REFUND_RETURN]
+    # Both lines (disposed ones too, per policy) and the shipping share.
+    assert refund.amount == Decimal("24.90")
+    tracked = [d.status for n, d in running.desk.calls if n == ActivityName.RECORD_RETURN_TRACKING]
+    assert tracked == ["IN_TRANSIT", "ARRIVED"]
+
+
+async def test_disposed_lines_are_not_refunded_when_the_policy_says_so(running: Running) -> None:
+    handle = await running.start(policy=ReturnPolicy(refund_disposed=False))
+    await arrived(handle)
+    await handle.execute_update(
+        ReturnWorkflow.inspect,
+        InspectionReport(
+            lines=[
+                LineInspection(sku="SKU-A", outcome="restock"),
+                LineInspection(sku="SKU-B", outcome="dispose", note="worn"),
+            ]
+        ),
+    )
+    assert (await handle.result()).status == ReturnStatus.REFUNDED
+    (refund,) = [d for n, d in running.desk.calls if n == ActivityName.REFUND_RETURN]
+    assert refund.amount == Decimal("10.00")
+
+
+async def test_a_parcel_not_sent_back_closes_the_return_after_the_send_back_time(
+    running: Running,
+) -> None:
+    handle = await running.start()
+    await status_of(handle, ReturnStatus.LABEL_SENT)
+    await running.env.sleep(POLICY.send_back_within - timedelta(hours=1))
+    assert ActivityName.CLOSE_UNSENT_RETURN not in running.desk.names()
+    result = await handle.result()
+    assert result.status == ReturnStatus.CLOSED
+    assert ActivityName.REFUND_RETURN not in running.desk.names()
+
+
+async def test_a_parcel_left_uninspected_tells_the_lead_once(running: Running) -> None:
+    handle = await running.start()
+    await arrived(handle)
+    await running.env.sleep(POLICY.inspection_sla + timedelta(days=3))
+    await handle.execute_update(
+        ReturnWorkflow.inspect,
+        InspectionReport(
+            lines=[
+                LineInspection(sku="SKU-A", outcome="restock"),
+                LineInspection(sku="SKU-B", outcome="restock"),
+            ]
+        ),
+    )
+    assert (await handle.result()).status == ReturnStatus.REFUNDED
+    assert running.desk.names().count(ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE) == 1
+
+
+async def test_customer_service_decides_a_return_outside_the_rules(running: Running) -> None:
+    refused = await running.start(decision_needed="not returnable: SKU-A")
+    await status_of(refused, ReturnStatus.REQUESTED)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await refused.execute_update(
+            ReturnWorkflow.inspect,
+            InspectionReport(lines=[LineInspection(sku="SKU-A", outcome="restock")]),
+        )
+    view = await refused.execute_update(
+        ReturnWorkflow.decide, ReturnDecision(approve=False, note="hygiene article")
+    )
+    assert view.status == ReturnStatus.REJECTED
+    assert (await refused.result()).status == ReturnStatus.REJECTED
+    assert ActivityName.BOOK_RETURN_LABEL not in running.desk.names()
+
+    approved = await running.start(decision_needed="not returnable: SKU-A")
+    await status_of(approved, ReturnStatus.REQUESTED)
+    await approved.execute_update(ReturnWorkflow.decide, ReturnDecision(approve=True))
+    with pytest.raises(WorkflowUpdateFailedError):
+        await approved.execute_update(ReturnWorkflow.decide, ReturnDecision(approve=False))
+    await status_of(approved, ReturnStatus.LABEL_SENT)
+    assert running.desk.names().count(ActivityName.ASK_RETURN_DECISION) == 2
+
+
+async def test_a_refund_the_psp_refuses_leaves_the_return_inspected(running: Running) -> None:
+    running.desk.refuse_refund = True
+    handle = await running.start()
+    await arrived(handle)
+    await handle.execute_update(
+        ReturnWorkflow.inspect,
+        InspectionReport(
+            lines=[
+                LineInspection(sku="SKU-A", outcome="restock"),
+                LineInspection(sku="SKU-B", outcome="restock"),
+            ]
+        ),
+    )
+    assert (await handle.result()).status == ReturnStatus.INSPECTED
