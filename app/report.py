@@ -162,6 +162,22 @@ def tables(report: KpiReport, before: KpiReport | None = None) -> list[Table]:
     rating = format_value("rating", report.average_rating)
     feedback.caption = f"average rating {rating} from {report.reviews} reviews"
     result.append(feedback)
+
+    forecast = Table(title="forecast against actual sales (units a day, the week after each run)")
+    for column in ("sku", "runs", "method", "forecast", "actual", "mean abs. error", "bias"):
+        forecast.add_column(column, justify="left" if column in ("sku", "method") else "right")
+    for sku in report.forecast_accuracy:
+        forecast.add_row(
+            sku.sku,
+            str(sku.forecasts),
+            sku.method,
+            f"{sku.forecast_daily:.2f}",
+            f"{sku.actual_daily:.2f}",
+            f"{sku.mean_absolute_error:.2f}",
+            f"{sku.bias:+.2f}",
+        )
+    forecast.caption = f"weighted absolute % error {format_value('rate', report.forecast_wape)}"
+    result.append(forecast)
     return result
 
 
@@ -308,6 +324,26 @@ def charts(report: KpiReport, before: KpiReport | None = None) -> list[tuple[str
         )
     series = [(name, [float(r.ratings.get(str(n), 0)) for n in range(1, 6)]) for name, r in periods]
     result.append(("Ratings", _bars("Ratings", ["1", "2", "3", "4", "5"], series, unit="reviews")))
+
+    # The SKUs with the largest errors of the (latest) period: forecast beside actual.
+    worst = sorted(report.forecast_accuracy, key=lambda a: -a.mean_absolute_error)[:12]
+    if worst:
+        series = [
+            ("forecast", [a.forecast_daily for a in worst]),
+            ("actual", [a.actual_daily for a in worst]),
+        ]
+        result.append(
+            (
+                "Forecast against actual sales",
+                _bars(
+                    "Units a day: forecast and actual",
+                    [a.sku for a in worst],
+                    series,
+                    unit="units/day",
+                    horizontal=True,
+                ),
+            )
+        )
     return result
 
 

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,6 +77,19 @@ class MoneyFacts:
 
 
 @dataclass(frozen=True)
+class ForecastFacts:
+    """One replenishment run's forecast for a SKU (mean units a day from `as_of`) beside what
+    sold in the `days` after it."""
+
+    sku: str
+    as_of: date
+    method: str
+    forecast_daily: float
+    sold: int
+    days: int
+
+
+@dataclass(frozen=True)
 class KpiInputs:
     orders: Sequence[OrderFacts] = ()
     review_task_statuses: Mapping[str, str] = field(default_factory=dict)
@@ -89,6 +102,8 @@ class KpiInputs:
     # a chargeback), and the risk version that scored each order (None: the settings).
     fraud: frozenset[str] = frozenset()
     risk_versions: Mapping[str, int | None] = field(default_factory=dict)
+    # Forecasts made in the period whose horizon has passed, beside the sales in it.
+    forecasts: Sequence[ForecastFacts] = ()
 
 
 # ------------------------------------------------------------------ results
@@ -115,6 +130,19 @@ class FeedbackKpi(BaseModel):
     tickets: int
     open: int
     resolution_seconds: Quantiles
+
+
+class ForecastAccuracyKpi(BaseModel):
+    """A SKU's forecasts of the period against what then sold: units a day, the mean
+    absolute error and the bias (forecast minus actual), each per day."""
+
+    sku: str
+    forecasts: int
+    method: str
+    forecast_daily: float
+    actual_daily: float
+    mean_absolute_error: float
+    bias: float
 
 
 class MoneyKpi(BaseModel):
@@ -177,6 +205,10 @@ class KpiReport(BaseModel):
     fraud_flagged: int = 0
     risk_recall: float | None = None
     risk_versions: dict[str, int] = Field(default_factory=dict)
+    # Forecast against actual sales per SKU, and over all of them the weighted absolute
+    # percentage error (sum of absolute errors / sum of actuals) of the daily forecast.
+    forecast_accuracy: list[ForecastAccuracyKpi] = Field(default_factory=list)
+    forecast_wape: float | None = None
 
 
 # ------------------------------------------------------------------ computations
@@ -282,6 +314,37 @@ def _feedback(tickets: Sequence[FeedbackFacts]) -> list[FeedbackKpi]:
     return result
 
 
+def forecast_accuracy(
+    facts: Sequence[ForecastFacts],
+) -> tuple[list[ForecastAccuracyKpi], float | None]:
+    """Per SKU (and overall WAPE) how far each forecast's units a day were from the units a
+    day that sold over its horizon."""
+    by_sku: dict[str, list[ForecastFacts]] = {}
+    for fact in facts:
+        if fact.days > 0:
+            by_sku.setdefault(fact.sku, []).append(fact)
+    rows = []
+    errors = actuals = 0.0
+    for sku, runs in sorted(by_sku.items()):
+        actual = [f.sold / f.days for f in runs]
+        forecast = [f.forecast_daily for f in runs]
+        absolute = [abs(f - a) for f, a in zip(forecast, actual, strict=True)]
+        errors += sum(absolute)
+        actuals += sum(actual)
+        rows.append(
+            ForecastAccuracyKpi(
+                sku=sku,
+                forecasts=len(runs),
+                method=Counter(f.method for f in runs).most_common(1)[0][0],
+                forecast_daily=round(sum(forecast) / len(runs), 3),
+                actual_daily=round(sum(actual) / len(runs), 3),
+                mean_absolute_error=round(sum(absolute) / len(runs), 3),
+                bias=round((sum(forecast) - sum(actual)) / len(runs), 3),
+            )
+        )
+    return rows, (round(errors / actuals, 4) if actuals > 0 else None)
+
+
 def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) -> KpiReport:
     orders = list(data.orders)
     assessed = [o for o in orders if {"auto_approved", "review_flagged"} & o.kinds]
@@ -318,6 +381,7 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
         "settings" if (v := data.risk_versions.get(o.order_id)) is None else str(v)
         for o in assessed
     )
+    accuracy, wape = forecast_accuracy(data.forecasts)
     return KpiReport(
         period_start=period_start,
         period_end=period_end,
@@ -341,6 +405,8 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
         fraud_flagged=fraud_flagged,
         risk_recall=rate(fraud_flagged, len(fraud)),
         risk_versions=dict(sorted(versions.items())),
+        forecast_accuracy=accuracy,
+        forecast_wape=wape,
         stock_checked=len(stock_checked),
         backordered=backordered,
         backorder_rate=rate(backordered, len(stock_checked)),

@@ -12,6 +12,7 @@ from db.repositories import risk_labels
 from policies.kpi import (
     FeedbackFacts,
     FollowUpFacts,
+    ForecastFacts,
     KpiInputs,
     MoneyFacts,
     OrderFacts,
@@ -22,6 +23,9 @@ Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 # Kinds whose first time the computations need (review decision time).
 _TIMED_KINDS = ("review_flagged", "review_approved", "review_rejected")
+
+# A forecast is judged on the week of sales after the day it was made for.
+FORECAST_HORIZON_DAYS = 7
 
 
 async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) -> KpiInputs:
@@ -124,6 +128,22 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
         end,
     )
     fraud = await risk_labels.fraud_placed_between(conn, start, end)
+    forecasts = await conn.fetch(
+        # The last plan per SKU and day of the period whose horizon has passed by its end,
+        # beside the units sold from that day on for the horizon.
+        """SELECT DISTINCT ON (p.sku, p.as_of)
+                  p.sku, p.as_of, p.method, p.mean_daily_demand,
+                  COALESCE((SELECT sum(s.quantity) FROM daily_sales s
+                            WHERE s.sku = p.sku AND s.day >= p.as_of
+                              AND s.day < p.as_of + $3::int), 0)::int AS sold
+           FROM replenishment_plans p
+           WHERE p.as_of >= ($1 AT TIME ZONE 'UTC')::date
+             AND p.as_of + $3::int <= ($2 AT TIME ZONE 'UTC')::date
+           ORDER BY p.sku, p.as_of, p.planned_at DESC""",
+        start,
+        end,
+        FORECAST_HORIZON_DAYS,
+    )
     return KpiInputs(
         orders=[
             OrderFacts(
@@ -155,6 +175,17 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
         risk_versions={o["order_id"]: o["risk_model_version"] for o in orders},
         money=[
             MoneyFacts(m["currency"], m["captured"], m["refunded"], m["disputed"]) for m in money
+        ],
+        forecasts=[
+            ForecastFacts(
+                f["sku"],
+                f["as_of"],
+                f["method"],
+                float(f["mean_daily_demand"]),
+                int(f["sold"]),
+                FORECAST_HORIZON_DAYS,
+            )
+            for f in forecasts
         ],
     )
 

@@ -234,3 +234,58 @@ async def test_html_and_tables_compare_two_periods(
     assert "(before) vs" in page and page.count("<img") == 5
     titles = [str(t.title) for t in tables(after, before)]
     assert titles[0].startswith("KPIs: ") and " vs " in titles[0]
+
+
+async def test_forecasts_are_judged_against_the_week_that_sold_after_them(
+    period: tuple[Stack, datetime, datetime, dict[str, str]],
+) -> None:
+    stack = period[0]
+    sku = f"SKU-FC-{uuid.uuid4().hex[:6].upper()}"
+    first = datetime(2020, 3, 2, tzinfo=UTC)
+    async with stack.pool.acquire() as conn:
+        await catalogue.upsert_product(
+            conn,
+            sku=sku,
+            name="Forecast item",
+            unit_price=Decimal("5.00"),
+            weight_kg=Decimal("0.2"),
+            bin_location="F-1",
+        )
+        for day in range(14):
+            await conn.execute(
+                "INSERT INTO sales_history (sku, day, quantity) VALUES ($1, $2, $3)",
+                sku,
+                (first + timedelta(days=day)).date(),
+                3 if day < 7 else 5,
+            )
+
+        async def plan(run_key: str, as_of: datetime, daily: float, minutes: int = 0) -> None:
+            await conn.execute(
+                """INSERT INTO replenishment_plans (run_key, sku, as_of, method,
+                       mean_daily_demand, sigma, safety_stock, reorder_point, order_up_to,
+                       inventory_position, planned_at)
+                   VALUES ($1, $2, $3, 'AutoETS', $4, 1, 1, 1, 1, 0,
+                           now() + make_interval(mins => $5))""",
+                run_key,
+                sku,
+                as_of.date(),
+                daily,
+                minutes,
+            )
+
+        await plan(f"{sku}-a", first, 2.0)
+        # Run again the same day: the later plan is the one judged.
+        await plan(f"{sku}-b", first, 4.0, minutes=5)
+        await plan(f"{sku}-c", first + timedelta(days=7), 5.0)
+        # Its week is not over by the period's end: not judged yet.
+        await plan(f"{sku}-d", first + timedelta(days=10), 9.0)
+
+    report = await _report(stack, first, first + timedelta(days=14))
+    (row,) = [r for r in report.forecast_accuracy if r.sku == sku]
+    # Week one: 4 forecast, 3 sold a day; week two: 5 and 5.
+    assert (row.forecasts, row.method) == (2, "AutoETS")
+    assert (row.forecast_daily, row.actual_daily) == (4.5, 4.0)
+    assert (row.mean_absolute_error, row.bias) == (0.5, 0.5)
+    assert report.forecast_wape == pytest.approx(1 / 8)
+    titles = [t.title for t in tables(report)]
+    assert any(title and title.startswith("forecast against actual") for title in titles)

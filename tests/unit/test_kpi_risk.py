@@ -54,3 +54,25 @@ def test_no_known_fraud_has_no_recall_and_old_snapshots_still_load() -> None:
     for key in ("labelled_fraud", "fraud_flagged", "risk_recall", "risk_versions"):
         stored.pop(key)
     assert KpiReport.model_validate(stored).risk_recall is None
+
+
+def test_forecast_accuracy_per_sku_and_overall() -> None:
+    from datetime import date
+
+    from policies.kpi import ForecastFacts, forecast_accuracy
+
+    day = date(2026, 1, 5)
+    rows, wape = forecast_accuracy(
+        [
+            ForecastFacts("A", day, "AutoETS", 2.0, 7, 7),  # forecast 2, sold 1 a day
+            ForecastFacts("A", day, "AutoETS", 1.0, 14, 7),  # forecast 1, sold 2 a day
+            ForecastFacts("B", day, "Croston", 0.5, 0, 7),  # nothing sold
+            ForecastFacts("C", day, "AutoETS", 3.0, 3, 0),  # no days to judge: left out
+        ]
+    )
+    a, b = rows
+    assert (a.sku, a.forecasts, a.mean_absolute_error, a.bias) == ("A", 2, 1.0, 0.0)
+    assert (b.sku, b.actual_daily, b.bias) == ("B", 0.0, 0.5)
+    # Absolute errors 1 + 1 + 0.5 over 1 + 2 + 0 sold a day.
+    assert wape == round(2.5 / 3, 4)
+    assert forecast_accuracy([]) == ([], None)
