@@ -2,8 +2,9 @@
 
 `backtest` reads `date,sku,quantity` rows (several rows of one SKU and day add up), makes one
 daily series per SKU from its first sale to the last date in the file (days without a row sold
-nothing), holds out the last `horizon` days, and prints JSON with the MASE of the forecast and
-of the seasonal naive forecast per SKU and overall. Input problems exit with code 2.
+nothing), holds out the last `horizon` days, and prints the chosen method with its MASE beside
+the MASE of seasonal naive and of AutoETS alone, per SKU and overall: a table, or JSON with
+`--json`. Input problems exit with code 2.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class SkuBacktest(BaseModel):
     sku: str
     mase: float | None
     mase_seasonal_naive: float | None
+    mase_auto_ets: float | None
     method: str
 
 
@@ -93,7 +95,9 @@ class BacktestOverall(BaseModel):
     scored_skus: int
     mase: float | None
     mase_seasonal_naive: float | None
+    mase_auto_ets: float | None
     beats_seasonal_naive: int
+    beats_auto_ets: int
     skipped: list[SkippedSku]
 
 
@@ -122,6 +126,7 @@ def backtest_report(series: dict[str, list[float]], horizon: int) -> BacktestRep
                 sku=sku,
                 mase=_finite_or_none(result.mase),
                 mase_seasonal_naive=_finite_or_none(result.mase_seasonal_naive),
+                mase_auto_ets=_finite_or_none(result.mase_auto_ets),
                 method=result.method,
             )
         )
@@ -133,19 +138,54 @@ def backtest_report(series: dict[str, list[float]], horizon: int) -> BacktestRep
         )
     # SKUs with a constant history have no error scale; they are reported but not averaged.
     scored = [
-        (r.mase, r.mase_seasonal_naive)
+        (r.mase, r.mase_seasonal_naive, r.mase_auto_ets)
         for r in results
-        if r.mase is not None and r.mase_seasonal_naive is not None
+        if r.mase is not None and r.mase_seasonal_naive is not None and r.mase_auto_ets is not None
     ]
     overall = BacktestOverall(
         skus=len(results),
         scored_skus=len(scored),
-        mase=_mean([method for method, _ in scored]),
-        mase_seasonal_naive=_mean([naive for _, naive in scored]),
-        beats_seasonal_naive=sum(method < naive for method, naive in scored),
+        mase=_mean([method for method, _, _ in scored]),
+        mase_seasonal_naive=_mean([naive for _, naive, _ in scored]),
+        mase_auto_ets=_mean([ets for _, _, ets in scored]),
+        beats_seasonal_naive=sum(method < naive for method, naive, _ in scored),
+        beats_auto_ets=sum(method < ets for method, _, ets in scored),
         skipped=skipped,
     )
     return BacktestReport(horizon=horizon, skus=results, overall=overall)
+
+
+def render_table(report: BacktestReport) -> str:
+    """The report as a fixed-width table: one row per SKU, then the overall means."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    width = max([len("overall"), *(len(s.sku) for s in report.skus)])
+    method_width = max([len("method"), *(len(s.method) for s in report.skus)])
+    header = (
+        f"{'sku':<{width}}  {'method':<{method_width}}  {'MASE':>6}  {'s-naive':>7}  {'AutoETS':>7}"
+    )
+    lines = [f"{report.horizon}-day hold-out", header, "-" * len(header)]
+    for s in report.skus:
+        lines.append(
+            f"{s.sku:<{width}}  {s.method:<{method_width}}  {cell(s.mase):>6}  "
+            f"{cell(s.mase_seasonal_naive):>7}  {cell(s.mase_auto_ets):>7}"
+        )
+    overall = report.overall
+    lines.append("-" * len(header))
+    lines.append(
+        f"{'overall':<{width}}  {'(mean)':<{method_width}}  {cell(overall.mase):>6}  "
+        f"{cell(overall.mase_seasonal_naive):>7}  {cell(overall.mase_auto_ets):>7}"
+    )
+    lines.append(
+        f"scored {overall.scored_skus} of {overall.skus} SKUs; beats seasonal naive on "
+        f"{overall.beats_seasonal_naive}, AutoETS on {overall.beats_auto_ets}"
+    )
+    if overall.skipped:
+        short = ", ".join(f"{s.sku} ({s.days} days)" for s in overall.skipped)
+        lines.append(f"skipped, too short for the hold-out: {short}")
+    return "\n".join(lines)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -165,8 +205,9 @@ def _fail(message: str) -> typer.Exit:
 def backtest_command(
     sales: Annotated[Path, typer.Option("--sales", help="CSV with date,sku,quantity rows.")],
     horizon: Annotated[int, typer.Option("--horizon", help="Days held out and forecast.")] = 14,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Hold out the last HORIZON days per SKU; print MASE of the forecast and of seasonal naive."""
+    """Hold out the last HORIZON days per SKU; MASE of the forecast, seasonal naive and AutoETS."""
     if horizon < 1:
         raise _fail("horizon must be at least 1 day")
     try:
@@ -175,7 +216,7 @@ def backtest_command(
         raise _fail(str(error)) from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise _fail(f"cannot read {sales}: {error}") from None
-    typer.echo(report.model_dump_json(indent=2))
+    typer.echo(report.model_dump_json(indent=2) if as_json else render_table(report))
 
 
 @app.command("generate")

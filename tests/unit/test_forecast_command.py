@@ -39,22 +39,44 @@ def test_generate_writes_date_sku_quantity_rows(sales_csv: Path) -> None:
     assert all(int(row["quantity"]) > 0 for row in rows)
 
 
-def test_backtest_reports_per_sku_and_overall_mase(sales_csv: Path) -> None:
-    result = runner.invoke(app, ["backtest", "--sales", str(sales_csv), "--horizon", "14"])
+@pytest.fixture(scope="module")
+def small_sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sales") / "small.csv"
+    arguments = ["generate", "--out", str(path), "--skus", "4", "--days", "150"]
+    assert runner.invoke(app, arguments).exit_code == 0
+    return path
+
+
+def test_backtest_reports_per_sku_and_overall_mase_beside_auto_ets(small_sales_csv: Path) -> None:
+    arguments = ["backtest", "--sales", str(small_sales_csv), "--horizon", "14", "--json"]
+    result = runner.invoke(app, arguments)
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     skus = report["skus"]
     overall = report["overall"]
     assert report["horizon"] == 14
-    assert len(skus) == 12
-    assert set(skus[0]) == {"sku", "mase", "mase_seasonal_naive", "method"}
-    assert overall["skus"] == overall["scored_skus"] == 12
-    assert overall["mase"] == pytest.approx(sum(s["mase"] for s in skus) / 12, abs=1e-3)
-    wins = sum(s["mase"] < s["mase_seasonal_naive"] for s in skus)
-    assert overall["beats_seasonal_naive"] == wins
+    assert len(skus) == 4
+    assert set(skus[0]) == {"sku", "mase", "mase_seasonal_naive", "mase_auto_ets", "method"}
+    assert overall["skus"] == overall["scored_skus"] == 4
+    assert overall["mase"] == pytest.approx(sum(s["mase"] for s in skus) / 4, abs=1e-3)
+    assert overall["mase_auto_ets"] == pytest.approx(
+        sum(s["mase_auto_ets"] for s in skus) / 4, abs=1e-3
+    )
+    assert overall["beats_seasonal_naive"] == sum(
+        s["mase"] < s["mase_seasonal_naive"] for s in skus
+    )
+    assert overall["beats_auto_ets"] == sum(s["mase"] < s["mase_auto_ets"] for s in skus)
     assert overall["mase"] < overall["mase_seasonal_naive"]
-    assert {s["method"] for s in skus} == {"holt-winters-damped", "croston-sba"}
+
+    table = runner.invoke(app, ["backtest", "--sales", str(small_sales_csv), "--horizon", "14"])
+
+    assert table.exit_code == 0, table.output
+    assert "AutoETS" in table.stdout
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines() if line}
+    for s in skus:
+        assert rows[s["sku"]][1] == s["method"]
+        assert float(rows[s["sku"]][4]) == pytest.approx(s["mase_auto_ets"], abs=1e-3)
 
 
 def test_read_daily_sales_fills_gaps_and_adds_up_rows(tmp_path: Path) -> None:
@@ -80,7 +102,7 @@ def test_short_skus_are_skipped_not_fatal(tmp_path: Path) -> None:
     lines.append("2024-01-30,NEW,4")
     path = write(tmp_path / "s.csv", "date,sku,quantity\n" + "\n".join(lines) + "\n")
 
-    result = runner.invoke(app, ["backtest", "--sales", str(path), "--horizon", "7"])
+    result = runner.invoke(app, ["backtest", "--sales", str(path), "--horizon", "7", "--json"])
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -159,7 +181,7 @@ def test_constant_history_is_reported_but_not_averaged(tmp_path: Path) -> None:
     weekly = [f"{day},WEEKLY,{2 + index % 7}" for index, day in enumerate(days)]
     path = write(tmp_path / "s.csv", "date,sku,quantity\n" + "\n".join(steady + weekly) + "\n")
 
-    result = runner.invoke(app, ["backtest", "--sales", str(path), "--horizon", "7"])
+    result = runner.invoke(app, ["backtest", "--sales", str(path), "--horizon", "7", "--json"])
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
