@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from orderflow.models.risk import Calibration, CalibrationTarget, RiskConfig, default_weights
 from policies.risk_calibration import LabelledScore, calibrate, split_by_time
@@ -78,6 +77,10 @@ def fit_weights(
     features = np.array([[s.strengths.get(code, 0.0) for code in SIGNALS] for s in samples])
     # Balanced classes: fraud is rare, and only the ranking matters here (the threshold is
     # chosen afterwards), so the intercept this shifts is never used.
+    # Imported here, not with the module: scikit-learn adds about 150 MB to every process
+    # that imports the risk policies (each worker), and only a calibration fits a model.
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
     model.fit(features, labels)
     support = (features > 0).sum(axis=0)
