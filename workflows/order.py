@@ -44,6 +44,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.call_options import DB_RETRY, DB_TIMEOUT, SERVICE_RETRY, SERVICE_TIMEOUT
+
 with workflow.unsafe.imports_passed_through():
     from orderflow import search_attributes as sa
     from orderflow.models import (
@@ -124,26 +126,12 @@ with workflow.unsafe.imports_passed_through():
     # Pure models: shared with the sandbox rather than rebuilt for every workflow run.
     from workflows.order_state import OrderState
 
-# Database steps are short: local activities, retried until PostgreSQL answers again.
-_DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-)
-_DB_TIMEOUT = timedelta(seconds=15)
-# Calls to outside services (carrier) are regular activities with their own retries.
-_SERVICE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
-_SERVICE_TIMEOUT = timedelta(seconds=30)
 # A carrier's definite "no" (no carrier takes the parcel, or the booking is refused): the
 # parcel waits at PACKED for logistics instead of failing the order.
 _BOOKING_REFUSALS = ("NoCarrierAvailable", "CarrierRefused")
 # Pushes to a marketplace: retried, less and less often, until the marketplace takes them.
 _MARKETPLACE_CALL: dict[str, Any] = {
-    "start_to_close_timeout": _SERVICE_TIMEOUT,
+    "start_to_close_timeout": SERVICE_TIMEOUT,
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
@@ -154,8 +142,8 @@ _MARKETPLACE_CALL: dict[str, Any] = {
 MARKETPLACE_ACTOR = "marketplace"
 # Calls to the PSP: regular activities, retried while it cannot be reached.
 _PSP_CALL: dict[str, Any] = {
-    "start_to_close_timeout": _SERVICE_TIMEOUT,
-    "retry_policy": _SERVICE_RETRY,
+    "start_to_close_timeout": SERVICE_TIMEOUT,
+    "retry_policy": SERVICE_RETRY,
 }
 
 # Changes to the commands a running order issues, each behind its patch so that histories
@@ -465,8 +453,8 @@ class OrderWorkflow:
                         requested_at=workflow.now(),
                         reship_no=reship_no,
                     ),
-                    start_to_close_timeout=_SERVICE_TIMEOUT,
-                    retry_policy=_SERVICE_RETRY,
+                    start_to_close_timeout=SERVICE_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
                     result_type=ShipmentBooking,
                 )
             except ActivityError as err:
@@ -544,8 +532,8 @@ class OrderWorkflow:
                 attempt=attempt,
                 escalate=attempt >= self._policy.followup_escalate_after,
             ),
-            start_to_close_timeout=_SERVICE_TIMEOUT,
-            retry_policy=_SERVICE_RETRY,
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
             result_type=FollowUpResult,
         )
         self._note("delivery follow-up", attempt=attempt, carrier_status=result.carrier_status)
@@ -1234,8 +1222,8 @@ class OrderWorkflow:
         return await workflow.execute_local_activity(
             name,
             arg,
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_DB_RETRY,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
             result_type=result_type,
         )
 

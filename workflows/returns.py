@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+from workflows.call_options import DB_RETRY, DB_TIMEOUT, SERVICE_RETRY, SERVICE_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
     from orderflow.models.activity_names import ActivityName
@@ -42,18 +43,6 @@ with workflow.unsafe.imports_passed_through():
         refund_amount,
     )
 
-_DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-)
-_DB_TIMEOUT = timedelta(seconds=15)
-_SERVICE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
-_SERVICE_TIMEOUT = timedelta(seconds=30)
 # The carrier's scans of a parcel on its way back; DELIVERED means back at the warehouse.
 _SENT = ("IN_TRANSIT", "OUT_FOR_DELIVERY")
 
@@ -97,8 +86,8 @@ class ReturnWorkflow:
             ReturnLabelInput(
                 return_id=data.return_id, order_id=data.order_id, send_back_by=send_back_by
             ),
-            start_to_close_timeout=_SERVICE_TIMEOUT,
-            retry_policy=_SERVICE_RETRY,
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
             result_type=ReturnLabel,
         )
         self._status = ReturnStatus.LABEL_SENT
@@ -132,8 +121,8 @@ class ReturnWorkflow:
             outcome: ReturnRefundOutcome = await workflow.execute_activity(
                 ActivityName.REFUND_RETURN,
                 ReturnRefundInput(return_id=data.return_id, order_id=data.order_id, amount=amount),
-                start_to_close_timeout=_SERVICE_TIMEOUT,
-                retry_policy=_SERVICE_RETRY,
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=SERVICE_RETRY,
                 result_type=ReturnRefundOutcome,
             )
             self._status = outcome.status
@@ -250,8 +239,8 @@ class ReturnWorkflow:
         return await workflow.execute_local_activity(
             name,
             arg,
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_DB_RETRY,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
             result_type=result_type,
         )
 
