@@ -26,6 +26,7 @@ from orderflow.models.returns import (
     Restocked,
     ReturnDecisionInput,
     ReturnDecisionNeeded,
+    ReturnExchangeInput,
     ReturnInspectionInput,
     ReturnLabel,
     ReturnLabelInput,
@@ -297,7 +298,10 @@ class ReturnActivities(OrderActivities):
     async def refund_return(self, data: ReturnRefundInput) -> ReturnRefundOutcome:
         """The refund of the accepted lines through the payment adapter, once per return
         (nothing to pay closes it without one); the customer told of it."""
-        status = ReturnStatus.REFUNDED if data.amount > 0 else ReturnStatus.CLOSED
+        if data.amount > 0:
+            status = ReturnStatus.REFUNDED
+        else:
+            status = ReturnStatus.EXCHANGED if data.exchanged else ReturnStatus.CLOSED
         psp_id = None
         if data.amount > 0:
             result = await self._payments.send_refund(
@@ -333,3 +337,35 @@ class ReturnActivities(OrderActivities):
                     },
                 )
         return ReturnRefundOutcome(status=status, amount=data.amount)
+
+    @activity.defn(name=ActivityName.RECORD_EXCHANGE)
+    async def record_exchange(self, data: ReturnExchangeInput) -> None:
+        """The replacement order for the exchanged lines, linked to the return and shown on
+        the original order's timeline; the customer is told it is on its way at no charge.
+        Recorded before the workflow starts the replacement, whose id is fixed, so a retry
+        finds both as they are."""
+        event = OrderEvent(
+            data.order_id,
+            f"return.{data.return_id}.exchange_placed",
+            Step.COMPLETION,
+            "return_exchange_placed",
+            details={
+                "return_id": data.return_id,
+                "replacement_order_id": data.replacement_order_id,
+            },
+        )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
+                return
+            await repo.set_replacement(claimed.conn, data.return_id, data.replacement_order_id)
+            await claimed.email_customer(
+                key=f"{data.order_id}:return_exchange:{data.return_id}",
+                kind="return_exchange",
+                context={
+                    "return_id": data.return_id,
+                    "replacement_order_id": data.replacement_order_id,
+                    "return_lines": await repo.lines_for_notice(
+                        claimed.conn, data.return_id, resolution="exchange"
+                    ),
+                },
+            )

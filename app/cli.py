@@ -26,6 +26,7 @@ from app.commands import (
     process_issues,
     process_review,
     replenish,
+    returns,
     risk,
     track,
     webhooks,
@@ -49,6 +50,7 @@ app.add_typer(track.app, name="track")
 app.add_typer(mail.app, name="mail")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(payments.app, name="payments")
+app.add_typer(returns.app, name="returns")
 app.add_typer(process_issues.app, name="process-issues")
 app.add_typer(process_changes.app, name="process-changes")
 app.command("process-review")(process_review.process_review)

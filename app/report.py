@@ -67,6 +67,11 @@ def format_change(row: Comparison) -> str:
     return f"{row.change:+g}{relative}"
 
 
+def _short(text: str, width: int = 60) -> str:
+    # Reasons are the customer's own words, up to 500 characters.
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _period(report: KpiReport) -> str:
     return f"{report.period_start:%Y-%m-%d %H:%M} – {report.period_end:%Y-%m-%d %H:%M} UTC"
 
@@ -178,7 +183,57 @@ def tables(report: KpiReport, before: KpiReport | None = None) -> list[Table]:
         )
     forecast.caption = f"weighted absolute % error {format_value('rate', report.forecast_wape)}"
     result.append(forecast)
+    result += return_tables(report)
     return result
+
+
+# Enough rows for a terminal; every SKU is in --json and the snapshot.
+RETURN_SKU_ROWS = 20
+
+
+def return_tables(report: KpiReport) -> list[Table]:
+    """Returns of the period's delivered orders: by reason, by SKU, and their refunds."""
+    reasons = Table(title="returns by reason (of the delivered orders)")
+    for column in ("reason", "returns", "units", "orders", "of delivered orders"):
+        reasons.add_column(column, justify="left" if column == "reason" else "right")
+    for r in report.returns_by_reason:
+        reasons.add_row(
+            _short(r.reason),
+            str(r.returns),
+            str(r.units),
+            str(r.orders),
+            format_value("rate", r.share_of_delivered_orders),
+        )
+    reasons.caption = (
+        f"{report.orders_returned} of {report.delivered_orders} delivered orders sent something"
+        f" back ({format_value('rate', report.order_return_rate)}); {report.returned_units} of"
+        f" {report.delivered_units} units ({format_value('rate', report.return_rate)})"
+    )
+
+    skus = Table(title="return rate by SKU (units returned / delivered)")
+    for column in ("sku", "delivered", "returned", "return rate"):
+        skus.add_column(column, justify="left" if column == "sku" else "right")
+    for k in report.returns_by_sku[:RETURN_SKU_ROWS]:
+        skus.add_row(
+            k.sku,
+            str(k.delivered_units),
+            str(k.returned_units),
+            format_value("rate", k.return_rate),
+        )
+    if len(report.returns_by_sku) > RETURN_SKU_ROWS:
+        skus.caption = f"{len(report.returns_by_sku) - RETURN_SKU_ROWS} more SKUs in --json"
+
+    refunds = Table(title="refunds for returns")
+    for column in ("currency", "refunds", "amount"):
+        refunds.add_column(column, justify="left" if column == "currency" else "right")
+    for currency, money in report.return_refunds_by_currency.items():
+        refunds.add_row(currency, str(money.refunds), format_value("amount", float(money.amount)))
+    wait = report.time_to_refund_seconds
+    refunds.caption = (
+        f"time to refund p50 {format_value('seconds', wait.p50)},"
+        f" p95 {format_value('seconds', wait.p95)} ({wait.count} refunds)"
+    )
+    return [reasons, skus, refunds]
 
 
 def print_report(console: Console, report: KpiReport, before: KpiReport | None = None) -> None:
@@ -282,6 +337,7 @@ def charts(report: KpiReport, before: KpiReport | None = None) -> list[tuple[str
         ("lines short", "stockout_rate"),
         ("on time", "on_time_rate"),
         ("followed up", "follow_up_rate"),
+        ("units returned", "return_rate"),
     ]
     series = [
         (name, [100 * (getattr(r, key) or 0.0) for _, key in rate_keys]) for name, r in periods
@@ -344,7 +400,112 @@ def charts(report: KpiReport, before: KpiReport | None = None) -> list[tuple[str
                 ),
             )
         )
+    result += _return_charts(report, periods)
     return result
+
+
+def _return_charts(
+    report: KpiReport, periods: list[tuple[str, KpiReport]]
+) -> list[tuple[str, str]]:
+    """Returns by reason (each period) and the return rate of the SKUs sent back most (the
+    latest period); none when nothing was sent back."""
+    result = []
+    counts: dict[str, int] = {}
+    for _, r in periods:
+        for reason in r.returns_by_reason:
+            counts[reason.reason] = counts.get(reason.reason, 0) + reason.returns
+    top = sorted(counts, key=lambda reason: (-counts[reason], reason))[:10]
+    if top:
+        series = [
+            (
+                name,
+                [
+                    float(sum(x.returns for x in r.returns_by_reason if x.reason == reason))
+                    for reason in top
+                ],
+            )
+            for name, r in periods
+        ]
+        labels = [_short(reason, 40) for reason in top]
+        result.append(
+            (
+                "Returns by reason",
+                _bars("Returns by reason", labels, series, unit="returns", horizontal=True),
+            )
+        )
+    most = report.returns_by_sku[:12]
+    if most:
+        series = [("units returned", [100 * (k.return_rate or 0.0) for k in most])]
+        result.append(
+            (
+                "Return rate by SKU",
+                _bars(
+                    "Units returned of units delivered",
+                    [k.sku for k in most],
+                    series,
+                    unit="%",
+                    horizontal=True,
+                ),
+            )
+        )
+    return result
+
+
+def _returns_html(report: KpiReport) -> str:
+    """The page's returns tables (by reason, SKUs sent back most, refunds); empty when the
+    period had none."""
+    if not (report.returns or report.return_refunds):
+        return ""
+
+    def esc(text: object) -> str:
+        return html.escape(str(text))
+
+    def table(head: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+        cells = "".join(f"<th>{esc(h)}</th>" for h in head)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows
+        )
+        return f"<table><tr>{cells}</tr>{body}</table>"
+
+    def rate(value: float | None) -> str:
+        return format_value("rate", value)
+
+    wait = report.time_to_refund_seconds
+    return (
+        "<h2>Returns</h2>"
+        f"<p>{report.orders_returned} of {report.delivered_orders} delivered orders sent"
+        f" something back ({esc(rate(report.order_return_rate))}); {report.returned_units} of"
+        f" {report.delivered_units} units ({esc(rate(report.return_rate))}). Time from request"
+        f" to refund: p50 {esc(format_value('seconds', wait.p50))}, p95"
+        f" {esc(format_value('seconds', wait.p95))} ({wait.count} refunds).</p>"
+        + table(
+            ("reason", "returns", "units", "orders", "of delivered orders"),
+            [
+                (
+                    _short(r.reason, 80),
+                    r.returns,
+                    r.units,
+                    r.orders,
+                    rate(r.share_of_delivered_orders),
+                )
+                for r in report.returns_by_reason
+            ],
+        )
+        + table(
+            ("sku", "delivered", "returned", "return rate"),
+            [
+                (k.sku, k.delivered_units, k.returned_units, rate(k.return_rate))
+                for k in report.returns_by_sku[:RETURN_SKU_ROWS]
+            ],
+        )
+        + table(
+            ("currency", "refunds for returns", "amount"),
+            [
+                (currency, m.refunds, format_value("amount", float(m.amount)))
+                for currency, m in report.return_refunds_by_currency.items()
+            ],
+        )
+    )
 
 
 def report_html(report: KpiReport, before: KpiReport | None = None) -> str:
@@ -384,6 +545,7 @@ figure {{ display: inline-block; margin: 0 1rem 1rem 0; }}
 <h1>orderflow KPI report</h1>
 <p>{subtitle}. Cohort: the orders placed in the period and all that happened to them.</p>
 <table>{head}{rows}</table>
+{_returns_html(report)}
 {figures}
 </body></html>
 """

@@ -103,6 +103,12 @@ CUSTOMER: dict[str, dict[str, Any]] = {
         "send_back_by": "2026-12-20T10:00:00+00:00",
     },
     "return_closed": {**ORDER, "return_id": f"{ORDER_ID}-1"},
+    "return_exchange": {
+        **ORDER,
+        "return_id": f"{ORDER_ID}-1",
+        "replacement_order_id": f"{ORDER_ID}-1-EX",
+        "return_lines": [{"sku": "SKU-TEA-TIN", "name": "Loose-leaf tea tin", "quantity": 1}],
+    },
     "return_rejected": {
         **ORDER,
         "return_id": f"{ORDER_ID}-1",

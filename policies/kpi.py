@@ -90,6 +90,32 @@ class ForecastFacts:
 
 
 @dataclass(frozen=True)
+class DeliveredLineFacts:
+    """A line of a delivered order of the cohort: what could be sent back."""
+
+    order_id: str
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class ReturnFacts:
+    """A return of an order of the cohort, with its units per SKU. `came_back`: the parcel
+    reached the warehouse; `refunded_at`: when a REFUNDED return's refund was made."""
+
+    return_id: str
+    order_id: str
+    reason: str
+    status: str
+    currency: str
+    requested_at: datetime
+    came_back: bool = False
+    refund_amount: Decimal | None = None
+    refunded_at: datetime | None = None
+    lines: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class KpiInputs:
     orders: Sequence[OrderFacts] = ()
     review_task_statuses: Mapping[str, str] = field(default_factory=dict)
@@ -104,6 +130,9 @@ class KpiInputs:
     risk_versions: Mapping[str, int | None] = field(default_factory=dict)
     # Forecasts made in the period whose horizon has passed, beside the sales in it.
     forecasts: Sequence[ForecastFacts] = ()
+    # The cohort's delivered lines and its orders' returns so far.
+    delivered_lines: Sequence[DeliveredLineFacts] = ()
+    returns: Sequence[ReturnFacts] = ()
 
 
 # ------------------------------------------------------------------ results
@@ -149,6 +178,31 @@ class MoneyKpi(BaseModel):
     captured: Decimal
     refunded: Decimal
     disputed: Decimal
+
+
+class ReturnReasonKpi(BaseModel):
+    """Returns given one reason, and the share of the delivered orders that sent something
+    back for it."""
+
+    reason: str
+    returns: int
+    units: int
+    orders: int
+    share_of_delivered_orders: float | None
+
+
+class ReturnSkuKpi(BaseModel):
+    """Units of a SKU sent back against units of it delivered."""
+
+    sku: str
+    delivered_units: int
+    returned_units: int
+    return_rate: float | None
+
+
+class ReturnRefundKpi(BaseModel):
+    refunds: int
+    amount: Decimal
 
 
 class KpiReport(BaseModel):
@@ -209,6 +263,23 @@ class KpiReport(BaseModel):
     # percentage error (sum of absolute errors / sum of actuals) of the daily forecast.
     forecast_accuracy: list[ForecastAccuracyKpi] = Field(default_factory=list)
     forecast_wape: float | None = None
+    # Returns of the cohort's delivered orders (those refused or closed unsent do not count):
+    # rates by reason and by SKU (only SKUs with a unit returned), refunds for returns per
+    # currency (summed over currencies as `captured_amount` is), and the time from request
+    # to refund. Defaults: snapshots stored before they existed.
+    delivered_orders: int = 0
+    delivered_units: int = 0
+    returns: int = 0
+    orders_returned: int = 0
+    returned_units: int = 0
+    order_return_rate: float | None = None
+    return_rate: float | None = None
+    returns_by_reason: list[ReturnReasonKpi] = Field(default_factory=list)
+    returns_by_sku: list[ReturnSkuKpi] = Field(default_factory=list)
+    return_refunds: int = 0
+    return_refunded_amount: Decimal = Decimal("0.00")
+    return_refunds_by_currency: dict[str, ReturnRefundKpi] = Field(default_factory=dict)
+    time_to_refund_seconds: Quantiles = Quantiles(count=0, p50=None, p95=None, mean=None)
 
 
 # ------------------------------------------------------------------ computations
@@ -345,6 +416,128 @@ def forecast_accuracy(
     return rows, (round(errors / actuals, 4) if actuals > 0 else None)
 
 
+def counts_as_returned(ret: ReturnFacts) -> bool:
+    """A return counts from its request on, unless customer service refused it or it
+    closed with the parcel never back: then nothing was sent back."""
+    if ret.status == "REJECTED":
+        return False
+    return not (ret.status == "CLOSED" and not ret.came_back)
+
+
+def reason_key(reason: str) -> str:
+    """Reasons are the customer's words: the same words in another case or spacing are one
+    reason."""
+    return " ".join(reason.split()).casefold() or "(none)"
+
+
+@dataclass(frozen=True)
+class ReturnsKpis:
+    """The returns part of a `KpiReport`."""
+
+    delivered_orders: int
+    delivered_units: int
+    returns: int
+    orders_returned: int
+    returned_units: int
+    order_return_rate: float | None
+    return_rate: float | None
+    by_reason: list[ReturnReasonKpi]
+    by_sku: list[ReturnSkuKpi]
+    refunds: int
+    refunded_amount: Decimal
+    refunds_by_currency: dict[str, ReturnRefundKpi]
+    time_to_refund: Quantiles
+
+
+def return_kpis(
+    delivered: Sequence[DeliveredLineFacts], returns: Sequence[ReturnFacts]
+) -> ReturnsKpis:
+    """Return rates of the delivered orders (by reason: orders; by SKU: units), the refunds
+    made for returns per currency and the time from request to refund."""
+    delivered_qty: dict[tuple[str, str], int] = {}
+    for line in delivered:
+        key = (line.order_id, line.sku)
+        delivered_qty[key] = delivered_qty.get(key, 0) + line.quantity
+    delivered_orders = {order_id for order_id, _ in delivered_qty}
+    counted = sorted(
+        (r for r in returns if r.order_id in delivered_orders and counts_as_returned(r)),
+        key=lambda r: (r.requested_at, r.return_id),
+    )
+    # The request rules never let returns hold more of a line than was delivered; capping
+    # keeps a hand-edited row from making a rate above 1 (oldest return first).
+    left = dict(delivered_qty)
+    units: dict[str, dict[str, int]] = {}
+    for ret in counted:
+        own = units.setdefault(ret.return_id, {})
+        for sku, quantity in sorted(ret.lines.items()):
+            take = min(max(quantity, 0), left.get((ret.order_id, sku), 0))
+            if take:
+                left[(ret.order_id, sku)] -= take
+                own[sku] = own.get(sku, 0) + take
+
+    delivered_by_sku: Counter[str] = Counter()
+    for (_, sku), quantity in delivered_qty.items():
+        delivered_by_sku[sku] += quantity
+    returned_by_sku: Counter[str] = Counter()
+    for own in units.values():
+        returned_by_sku.update(own)
+    by_sku = [
+        ReturnSkuKpi(
+            sku=sku,
+            delivered_units=delivered_by_sku[sku],
+            returned_units=returned,
+            return_rate=rate(returned, delivered_by_sku[sku]),
+        )
+        for sku, returned in sorted(returned_by_sku.items(), key=lambda i: (-i[1], i[0]))
+        if returned > 0
+    ]
+
+    reasons: dict[str, list[ReturnFacts]] = {}
+    for ret in counted:
+        reasons.setdefault(reason_key(ret.reason), []).append(ret)
+    by_reason = [
+        ReturnReasonKpi(
+            reason=reason,
+            returns=len(own_returns),
+            units=sum(sum(units[r.return_id].values()) for r in own_returns),
+            orders=len({r.order_id for r in own_returns}),
+            share_of_delivered_orders=rate(
+                len({r.order_id for r in own_returns}), len(delivered_orders)
+            ),
+        )
+        for reason, own_returns in sorted(reasons.items(), key=lambda i: (-len(i[1]), i[0]))
+    ]
+
+    refunded = [r for r in returns if r.status == "REFUNDED" and r.refund_amount is not None]
+    by_currency: dict[str, ReturnRefundKpi] = {}
+    for currency in sorted({r.currency for r in refunded}):
+        own_refunds = [r for r in refunded if r.currency == currency]
+        by_currency[currency] = ReturnRefundKpi(
+            refunds=len(own_refunds),
+            amount=sum((r.refund_amount or Decimal("0") for r in own_refunds), Decimal("0.00")),
+        )
+    orders_returned = len({r.order_id for r in counted})
+    returned_units = sum(returned_by_sku.values())
+    delivered_units = sum(delivered_by_sku.values())
+    return ReturnsKpis(
+        delivered_orders=len(delivered_orders),
+        delivered_units=delivered_units,
+        returns=len(counted),
+        orders_returned=orders_returned,
+        returned_units=returned_units,
+        order_return_rate=rate(orders_returned, len(delivered_orders)),
+        return_rate=rate(returned_units, delivered_units),
+        by_reason=by_reason,
+        by_sku=by_sku,
+        refunds=len(refunded),
+        refunded_amount=sum((k.amount for k in by_currency.values()), Decimal("0.00")),
+        refunds_by_currency=by_currency,
+        time_to_refund=quantiles(
+            _seconds(r.requested_at, r.refunded_at) for r in refunded if r.refunded_at is not None
+        ),
+    )
+
+
 def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) -> KpiReport:
     orders = list(data.orders)
     assessed = [o for o in orders if {"auto_approved", "review_flagged"} & o.kinds]
@@ -382,6 +575,7 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
         for o in assessed
     )
     accuracy, wape = forecast_accuracy(data.forecasts)
+    returned = return_kpis(data.delivered_lines, data.returns)
     return KpiReport(
         period_start=period_start,
         period_end=period_end,
@@ -407,6 +601,19 @@ def compute_kpis(period_start: datetime, period_end: datetime, data: KpiInputs) 
         risk_versions=dict(sorted(versions.items())),
         forecast_accuracy=accuracy,
         forecast_wape=wape,
+        delivered_orders=returned.delivered_orders,
+        delivered_units=returned.delivered_units,
+        returns=returned.returns,
+        orders_returned=returned.orders_returned,
+        returned_units=returned.returned_units,
+        order_return_rate=returned.order_return_rate,
+        return_rate=returned.return_rate,
+        returns_by_reason=returned.by_reason,
+        returns_by_sku=returned.by_sku,
+        return_refunds=returned.refunds,
+        return_refunded_amount=returned.refunded_amount,
+        return_refunds_by_currency=returned.refunds_by_currency,
+        time_to_refund_seconds=returned.time_to_refund,
         stock_checked=len(stock_checked),
         backordered=backordered,
         backorder_rate=rate(backordered, len(stock_checked)),
@@ -486,6 +693,28 @@ def headlines(report: KpiReport) -> list[Headline]:
         Headline("captured_amount", "captured", "amount", float(report.captured_amount)),
         Headline("refunded_amount", "refunded", "amount", float(report.refunded_amount)),
         Headline("disputed_amount", "disputed", "amount", float(report.disputed_amount)),
+        Headline(
+            "order_return_rate", "delivered orders with a return", "rate", report.order_return_rate
+        ),
+        Headline("return_rate", "return rate (units)", "rate", report.return_rate),
+        Headline(
+            "return_refunded_amount",
+            "refunded for returns",
+            "amount",
+            float(report.return_refunded_amount),
+        ),
+        Headline(
+            "time_to_refund_p50",
+            "return time to refund p50",
+            "seconds",
+            report.time_to_refund_seconds.p50,
+        ),
+        Headline(
+            "time_to_refund_p95",
+            "return time to refund p95",
+            "seconds",
+            report.time_to_refund_seconds.p95,
+        ),
     ]
     return rows
 

@@ -1,11 +1,17 @@
 """Whether a return may be asked for: the rules a request is checked against when it comes
-in (window, what was delivered, what is returned already). Pure: the caller reads the facts."""
+in (window, what was delivered, what is returned already), and the replacement order an
+exchange places. Pure: the caller reads the facts."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from orderflow.models.order import Order
+from orderflow.models.returns import ReturnLine
 
 
 @dataclass(frozen=True)
@@ -55,3 +61,55 @@ def returns_everything(
     """Whether this request brings back the last unit of the order."""
     asked = dict(requested)
     return all(returned.get(sku, 0) + asked.get(sku, 0) >= qty for sku, qty in delivered.items())
+
+
+def replacement_order_id(return_id: str) -> str:
+    return f"{return_id}-EX"
+
+
+# The longest order id a storefront may send (`Identifier`).
+_MAX_ORDER_ID = 64
+
+
+def exchange_refusal(return_id: str) -> Refusal | None:
+    """An exchange needs an order id for its replacement; a very long order id leaves none."""
+    if len(replacement_order_id(return_id)) > _MAX_ORDER_ID:
+        return Refusal(422, "this order's id is too long to name a replacement: ask for a refund")
+    return None
+
+
+def replacement_order(
+    original: Mapping[str, Any], return_id: str, lines: Sequence[ReturnLine]
+) -> Order:
+    """The order that sends the exchanged lines again: the same customer, address, service
+    level and prices as `original` (the order as it was placed), its payment the return
+    itself (captured, never sent to the PSP)."""
+    order_id = replacement_order_id(return_id)
+    items = [
+        {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
+        for line in lines
+    ]
+    total = sum((line.unit_price * line.quantity for line in lines), Decimal("0.00"))
+    payment = original["payment"]
+    # A marketplace's order is answered by the shop itself: the marketplace sold one order.
+    channel = "web" if original["channel"] == "marketplace" else original["channel"]
+    return Order.model_validate(
+        {
+            "order_id": order_id,
+            "channel": channel,
+            "customer": original["customer"],
+            "items": items,
+            "currency": original["currency"],
+            "shipping_address": original["shipping_address"],
+            "billing_address": original.get("billing_address"),
+            "payment": {
+                "method": payment["method"],
+                "transaction_id": order_id,
+                "amount": total,
+                "status": "captured",
+                "currency": original["currency"],
+            },
+            "service_level": original.get("service_level", "standard"),
+            "exchange_of": {"order_id": original["order_id"], "return_id": return_id},
+        }
+    )

@@ -182,8 +182,11 @@ class OrderWorkflow:
             # A continued run: the parcel is with the carrier; carry on from there.
             await self._unless_unprocessable(self._after_shipment())
         else:
-            # Decided once, for the whole order: orders begun before keep the old way.
-            self._state.payment.through_psp = workflow.patched(PATCH_PSP_PAYMENTS)
+            # Decided once, for the whole order: orders begun before keep the old way. An
+            # exchange's replacement was paid for with its original order: nothing at the PSP.
+            self._state.payment.through_psp = (
+                workflow.patched(PATCH_PSP_PAYMENTS) and data.order.exchange_of is None
+            )
             self._take_checkout_payment()
             await self._unless_unprocessable(self._steps(data))
         # From here on no new feedback or review is taken; those in flight finish first.

@@ -7,6 +7,10 @@ else the return closes unrefunded. Once the parcel is back, the warehouse inspec
 the SKU, which are woken as a goods receipt wakes them. Past `inspection_sla` the warehouse's
 lead is told once and the return keeps waiting. When every line is inspected, the accepted
 lines (and the shipping share, per `ReturnPolicy`) are refunded once.
+
+Lines the customer asked to exchange are not refunded: a replacement order (`<return_id>-EX`,
+the same customer, uncharged) is started as an abandoned child when the return is approved
+or, per `ReturnPolicy.exchange_on`, when the parcel is back, and runs the order's usual steps.
 """
 
 from __future__ import annotations
@@ -16,11 +20,19 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
 
 from workflows.call_options import DB_RETRY, DB_TIMEOUT, SERVICE_RETRY, SERVICE_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
+    from orderflow import search_attributes as sa
+    from orderflow.models import OrderPolicy, OrderStatus, OrderWorkflowInput
     from orderflow.models.activity_names import ActivityName
     from orderflow.models.messages import StockReceived, TrackingUpdate
     from orderflow.models.returns import (
@@ -30,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         ReturnDecision,
         ReturnDecisionInput,
         ReturnDecisionNeeded,
+        ReturnExchangeInput,
         ReturnInspectionInput,
         ReturnLabel,
         ReturnLabelInput,
@@ -45,6 +58,9 @@ with workflow.unsafe.imports_passed_through():
 
 # The carrier's scans of a parcel on its way back; DELIVERED means back at the warehouse.
 _SENT = ("IN_TRANSIT", "OUT_FOR_DELIVERY")
+
+# Returns began before exchanges existed never had a replacement to place.
+PATCH_EXCHANGES = "return-exchanges"
 
 
 def workflow_id_for(return_id: str) -> str:
@@ -63,6 +79,7 @@ class ReturnWorkflow:
         self._arrived_at: datetime | None = None
         self._inspecting: set[str] = set()
         self._inspected: dict[str, InspectionOutcome] = {}
+        self._replacement_order_id: str | None = None
 
     @workflow.run
     async def run(self, data: ReturnWorkflowInput) -> ReturnView:
@@ -79,6 +96,8 @@ class ReturnWorkflow:
             if self._status == ReturnStatus.REJECTED:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 return self.view()
+        if policy.exchange_on == "approval":
+            await self._place_replacement()
         # The deadline the label's mail tells the customer is the one the timer keeps.
         send_back_by = workflow.now() + policy.send_back_within
         self._label = await workflow.execute_activity(
@@ -107,6 +126,8 @@ class ReturnWorkflow:
         assert self._arrived_at is not None
         await self._track("ARRIVED", self._arrived_at)
         self._status = ReturnStatus.ARRIVED
+        if policy.exchange_on == "arrival":
+            await self._place_replacement()
 
         def all_inspected() -> bool:
             return len(self._inspected) == len(data.lines)
@@ -120,7 +141,12 @@ class ReturnWorkflow:
         try:
             outcome: ReturnRefundOutcome = await workflow.execute_activity(
                 ActivityName.REFUND_RETURN,
-                ReturnRefundInput(return_id=data.return_id, order_id=data.order_id, amount=amount),
+                ReturnRefundInput(
+                    return_id=data.return_id,
+                    order_id=data.order_id,
+                    amount=amount,
+                    exchanged=self._replacement_order_id is not None,
+                ),
                 start_to_close_timeout=SERVICE_TIMEOUT,
                 retry_policy=SERVICE_RETRY,
                 result_type=ReturnRefundOutcome,
@@ -142,6 +168,7 @@ class ReturnWorkflow:
             status=self._status,
             tracking_number=self._label.tracking_number if self._label else None,
             inspected=dict(self._inspected),
+            replacement_order_id=self._replacement_order_id,
         )
 
     @workflow.signal
@@ -216,6 +243,45 @@ class ReturnWorkflow:
                 raise ApplicationError(f"{sku} is inspected already", type="WrongState")
 
     # ---------------------------------------------------------------- helpers
+    async def _place_replacement(self) -> None:
+        """Record the exchange, then start the replacement order: its id is fixed, so a
+        start that meets it running (or ended) is the same order, never a second one."""
+        replacement = self._data.replacement
+        if replacement is None or not workflow.patched(PATCH_EXCHANGES):
+            return
+        await self._local(
+            ActivityName.RECORD_EXCHANGE,
+            ReturnExchangeInput(
+                return_id=self._data.return_id,
+                order_id=self._data.order_id,
+                replacement_order_id=replacement.order_id,
+            ),
+        )
+        try:
+            await workflow.start_child_workflow(
+                "OrderWorkflow",
+                OrderWorkflowInput(
+                    order=replacement,
+                    policy=self._data.order_policy or OrderPolicy(),
+                    received_at=workflow.now(),
+                ),
+                id=f"order-{replacement.order_id}",
+                task_queue=workflow.info().task_queue,
+                # The replacement runs its own course, whatever becomes of the return.
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.CUSTOMER_ID, replacement.customer.id),
+                        SearchAttributePair(sa.ORDER_STATUS, str(OrderStatus.RECEIVED)),
+                        SearchAttributePair(sa.FLAGGED, False),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        self._replacement_order_id = replacement.order_id
+
     async def _wake(self, order_id: str, sku: str, quantity: int) -> None:
         handle = workflow.get_external_workflow_handle(f"order-{order_id}")
         try:

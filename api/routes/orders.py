@@ -126,6 +126,11 @@ def authorization_problem(payment: Payment, *, now: datetime) -> str | None:
 
 async def _check_against_catalogue(request: Request, order: Order) -> None:
     settings = settings_of(request)
+    if order.exchange_of is not None:
+        # The shop places replacements itself, uncharged: from outside it would be free goods.
+        raise HTTPException(
+            422, "exchange_of is set only by the shop for an exchange's replacement order"
+        )
     now = datetime.now(UTC)
     problem = placed_at_problem(
         order.placed_at,

@@ -25,6 +25,7 @@ from db.repositories import returns as repo
 from orderflow.models.returns import (
     InspectionReport,
     LineInspection,
+    Resolution,
     ReturnDecision,
     ReturnLineRequest,
     ReturnStatus,
@@ -44,19 +45,23 @@ RequestKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
 class ReturnBody(BaseModel):
     lines: list[ReturnLineRequest] = Field(min_length=1, max_length=500)
     reason: str = Field(min_length=1, max_length=500)
-    resolution: Literal["refund", "exchange"] = "refund"
+    # What every line without a `resolution` of its own asks for.
+    resolution: Resolution = "refund"
 
 
 class ReturnAccepted(BaseModel):
     return_id: str
     workflow_id: str
     status: ReturnStatus
+    # The order that sends the exchanged lines again, once the return is approved.
+    replacement_order_id: str | None = None
 
 
 class ReturnLineView(BaseModel):
     sku: str
     quantity: int
     unit_price: Decimal
+    resolution: Resolution = "refund"
     outcome: str | None = None
     note: str | None = None
 
@@ -71,6 +76,7 @@ class ReturnRecord(BaseModel):
     tracking_number: str | None = None
     label_url: str | None = None
     refund_amount: Decimal | None = None
+    replacement_order_id: str | None = None
     lines: list[ReturnLineView]
 
 
@@ -103,9 +109,8 @@ async def request_return(
     request_key: RequestKey = None,
 ) -> ReturnAccepted:
     await order_status_or_404(request, order_id)
-    if body.resolution != "refund":
-        raise HTTPException(422, "only refunds are offered for returns so far")
-    policy = settings_of(request).return_policy
+    settings = settings_of(request)
+    policy = settings.return_policy
     pool = pool_of(request)
     async with pool.acquire() as conn, conn.transaction():
         opened = await repo.open_return(
@@ -117,6 +122,7 @@ async def request_return(
             policy=policy,
             now=datetime.now(UTC),
             request_key=request_key,
+            resolution=body.resolution,
         )
     if opened is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"order {order_id} has not been recorded yet")
@@ -140,6 +146,8 @@ async def request_return(
                 shipping_share=opened.shipping_share,
                 decision_needed=opened.decision_needed,
                 policy=policy,
+                replacement=opened.replacement,
+                order_policy=settings.order_policy if opened.replacement else None,
             )
         )
     except RPCError as exc:
@@ -152,6 +160,7 @@ async def request_return(
         return_id=opened.return_id,
         workflow_id=workflow_id_for(opened.return_id),
         status=opened.status,
+        replacement_order_id=opened.replacement.order_id if opened.replacement else None,
     )
 
 
@@ -230,5 +239,6 @@ def _record(row: dict[str, Any]) -> ReturnRecord:
         tracking_number=row["tracking_number"],
         label_url=row["label_url"],
         refund_amount=row["refund_amount"],
+        replacement_order_id=row["replacement_order_id"],
         lines=[ReturnLineView.model_validate(line) for line in lines],
     )

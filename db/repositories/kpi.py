@@ -10,12 +10,14 @@ import asyncpg
 
 from db.repositories import risk_labels
 from policies.kpi import (
+    DeliveredLineFacts,
     FeedbackFacts,
     FollowUpFacts,
     ForecastFacts,
     KpiInputs,
     MoneyFacts,
     OrderFacts,
+    ReturnFacts,
     ShipmentFacts,
 )
 
@@ -144,6 +146,7 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
         end,
         FORECAST_HORIZON_DAYS,
     )
+    delivered_lines, returns = await _returns(conn, start, end)
     return KpiInputs(
         orders=[
             OrderFacts(
@@ -186,6 +189,70 @@ async def load_inputs(conn: asyncpg.Connection, start: datetime, end: datetime) 
                 FORECAST_HORIZON_DAYS,
             )
             for f in forecasts
+        ],
+        delivered_lines=delivered_lines,
+        returns=returns,
+    )
+
+
+async def _returns(
+    conn: asyncpg.Connection, start: datetime, end: datetime
+) -> tuple[list[DeliveredLineFacts], list[ReturnFacts]]:
+    """The cohort's delivered lines (delivered as the return rules see it,
+    `db/repositories/returns.py`) and its orders' returns with their units per SKU."""
+    delivered = await conn.fetch(
+        """SELECT l.order_id, l.sku, l.quantity
+           FROM order_lines l
+           JOIN orders o ON o.order_id = l.order_id
+           JOIN shipments s ON s.order_id = l.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2
+             AND coalesce(s.delivered_at,
+                          CASE WHEN s.status = 'DELIVERED' THEN s.last_event_at END) IS NOT NULL""",
+        start,
+        end,
+    )
+    returns = await conn.fetch(
+        # A refund's time is the return's closing, written with its `return_refunded` event;
+        # the event stands in should a row lack it.
+        """SELECT r.return_id, r.order_id, r.reason, r.status, o.currency, r.requested_at,
+                  (r.arrived_at IS NOT NULL OR r.inspected_at IS NOT NULL) AS came_back,
+                  r.refund_amount,
+                  CASE WHEN r.status = 'REFUNDED' THEN coalesce(
+                      r.closed_at,
+                      (SELECT min(e.occurred_at) FROM order_events e
+                       WHERE e.order_id = r.order_id AND e.kind = 'return_refunded'
+                         AND e.details ->> 'return_id' = r.return_id)) END AS refunded_at
+           FROM returns r JOIN orders o ON o.order_id = r.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    lines = await conn.fetch(
+        """SELECT l.return_id, l.sku, l.quantity
+           FROM return_lines l JOIN orders o ON o.order_id = l.order_id
+           WHERE o.placed_at >= $1 AND o.placed_at < $2""",
+        start,
+        end,
+    )
+    units: dict[str, dict[str, int]] = {}
+    for line in lines:
+        units.setdefault(line["return_id"], {})[line["sku"]] = line["quantity"]
+    return (
+        [DeliveredLineFacts(d["order_id"], d["sku"], d["quantity"]) for d in delivered],
+        [
+            ReturnFacts(
+                return_id=r["return_id"],
+                order_id=r["order_id"],
+                reason=r["reason"],
+                status=r["status"],
+                currency=r["currency"],
+                requested_at=r["requested_at"],
+                came_back=r["came_back"],
+                refund_amount=r["refund_amount"],
+                refunded_at=r["refunded_at"],
+                lines=units.get(r["return_id"], {}),
+            )
+            for r in returns
         ],
     )
 

@@ -9,14 +9,22 @@ from typing import TypeAlias
 
 import asyncpg
 
+from orderflow.models.order import Order
 from orderflow.models.returns import (
     RELEASED_STATUSES,
+    Resolution,
     ReturnLine,
     ReturnLineRequest,
     ReturnPolicy,
     ReturnStatus,
 )
-from policies.returns import Refusal, refusal, returns_everything
+from policies.returns import (
+    Refusal,
+    exchange_refusal,
+    refusal,
+    replacement_order,
+    returns_everything,
+)
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -32,6 +40,8 @@ class OpenedReturn:
     # False: the request key named a return written before, answered as it stands.
     created: bool = True
     status: ReturnStatus = ReturnStatus.APPROVED
+    # The order an exchange places for its exchanged lines (None: only refunds).
+    replacement: Order | None = None
 
 
 def return_id_of(order_id: str, n: int) -> str:
@@ -48,12 +58,15 @@ async def open_return(
     policy: ReturnPolicy,
     now: datetime,
     request_key: str | None = None,
+    resolution: Resolution = "refund",
 ) -> OpenedReturn | Refusal | None:
     """Check the request against the rules and write it, or say why not (None: no such
     order). Call inside a transaction: the order's row lock makes concurrent requests for
-    the same lines wait for each other, so only one finds the quantity still free."""
+    the same lines wait for each other, so only one finds the quantity still free. Lines
+    without a `resolution` of their own take the request's; exchanged ones get a
+    replacement order (`OpenedReturn.replacement`)."""
     order = await conn.fetchrow(
-        "SELECT order_id, total FROM orders WHERE order_id = $1 FOR UPDATE", order_id
+        "SELECT order_id, total, payload FROM orders WHERE order_id = $1 FOR UPDATE", order_id
     )
     if order is None:
         return None
@@ -90,9 +103,14 @@ async def open_return(
     )
     if refused is not None:
         return refused
+    resolutions = {line.sku: line.resolution or resolution for line in lines}
+    exchanged = "exchange" in resolutions.values()
     shipping_share = Decimal("0.00")
-    if policy.refund_shipping_on_full_return and returns_everything(
-        quantities, returned, requested
+    # The shipping charge comes back only with money for every line, not with a replacement.
+    if (
+        not exchanged
+        and policy.refund_shipping_on_full_return
+        and returns_everything(quantities, returned, requested)
     ):
         paid = await conn.fetchval("SELECT amount FROM payments WHERE order_id = $1", order_id)
         goods = sum((r["quantity"] * r["unit_price"] for r in ordered.values()), Decimal("0"))
@@ -109,10 +127,12 @@ async def open_return(
         "SELECT coalesce(max(n), 0) + 1 FROM returns WHERE order_id = $1", order_id
     )
     return_id = return_id_of(order_id, n)
+    if exchanged and (too_long := exchange_refusal(return_id)) is not None:
+        return too_long
     await conn.execute(
         """INSERT INTO returns (return_id, order_id, n, status, reason, requested_by,
-                                shipping_share, requested_at, request_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                                shipping_share, requested_at, request_key, resolution)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         return_id,
         order_id,
         n,
@@ -122,18 +142,37 @@ async def open_return(
         shipping_share,
         now,
         request_key,
+        "exchange" if exchanged else "refund",
     )
     priced = [
-        ReturnLine(sku=sku, quantity=qty, unit_price=ordered[sku]["unit_price"])
+        ReturnLine(
+            sku=sku,
+            quantity=qty,
+            unit_price=ordered[sku]["unit_price"],
+            resolution=resolutions[sku],
+        )
         for sku, qty in requested
     ]
     await conn.executemany(
-        """INSERT INTO return_lines (return_id, order_id, sku, quantity, unit_price)
-           VALUES ($1, $2, $3, $4, $5)""",
-        [(return_id, order_id, li.sku, li.quantity, li.unit_price) for li in priced],
+        """INSERT INTO return_lines (return_id, order_id, sku, quantity, unit_price, resolution)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        [(return_id, order_id, li.sku, li.quantity, li.unit_price, li.resolution) for li in priced],
     )
+    replacement = None
+    if exchanged:
+        replacement = replacement_order(
+            order["payload"], return_id, [li for li in priced if li.resolution == "exchange"]
+        )
     status = ReturnStatus.REQUESTED if decision_needed else ReturnStatus.APPROVED
-    return OpenedReturn(return_id, order_id, priced, shipping_share, decision_needed, status=status)
+    return OpenedReturn(
+        return_id,
+        order_id,
+        priced,
+        shipping_share,
+        decision_needed,
+        status=status,
+        replacement=replacement,
+    )
 
 
 async def delivered_at(conn: Conn, order_id: str) -> datetime | None:
@@ -174,7 +213,8 @@ async def returns_of_order(conn: Conn, order_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT r.*, (SELECT coalesce(jsonb_agg(jsonb_build_object(
                     'sku', l.sku, 'quantity', l.quantity, 'unit_price', l.unit_price::text,
-                    'outcome', l.outcome, 'note', l.note) ORDER BY l.sku), '[]'::jsonb)
+                    'resolution', l.resolution, 'outcome', l.outcome, 'note', l.note)
+                    ORDER BY l.sku), '[]'::jsonb)
                   FROM return_lines l WHERE l.return_id = r.return_id) AS lines
            FROM returns r WHERE r.order_id = $1 ORDER BY r.n""",
         order_id,
@@ -281,11 +321,49 @@ async def close(
     )
 
 
-async def lines_for_notice(conn: Conn, return_id: str) -> list[dict[str, object]]:
-    """The return's lines as its mails list them."""
+async def lines_for_notice(
+    conn: Conn, return_id: str, *, resolution: str | None = None
+) -> list[dict[str, object]]:
+    """The return's lines as its mails list them (only those with `resolution`, if given)."""
     rows = await conn.fetch(
-        """SELECT l.sku, p.name, l.quantity, l.outcome FROM return_lines l
-           JOIN products p ON p.sku = l.sku WHERE l.return_id = $1 ORDER BY l.sku""",
+        """SELECT l.sku, p.name, l.quantity, l.outcome, l.resolution FROM return_lines l
+           JOIN products p ON p.sku = l.sku
+           WHERE l.return_id = $1 AND ($2::text IS NULL OR l.resolution = $2)
+           ORDER BY l.sku""",
         return_id,
+        resolution,
     )
     return [dict(r) for r in rows]
+
+
+async def set_replacement(conn: Conn, return_id: str, replacement_order_id: str) -> None:
+    await conn.execute(
+        "UPDATE returns SET replacement_order_id = $2 WHERE return_id = $1",
+        return_id,
+        replacement_order_id,
+    )
+
+
+async def list_returns(
+    conn: Conn,
+    *,
+    status: ReturnStatus | str | None = None,
+    order_id: str | None = None,
+    limit: int = 50,
+) -> list[asyncpg.Record]:
+    """Returns across orders, newest first, each with its lines (`lines`, a JSON list as in
+    `returns_of_order`); only those in `status` and of `order_id` when given."""
+    return await conn.fetch(
+        """SELECT r.*, (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'sku', l.sku, 'quantity', l.quantity, 'unit_price', l.unit_price::text,
+                    'resolution', l.resolution, 'outcome', l.outcome, 'note', l.note)
+                    ORDER BY l.sku), '[]'::jsonb)
+                  FROM return_lines l WHERE l.return_id = r.return_id) AS lines
+           FROM returns r
+           WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.order_id = $2)
+           ORDER BY r.requested_at DESC, r.order_id, r.n DESC
+           LIMIT $3""",
+        None if status is None else str(status),
+        order_id,
+        limit,
+    )

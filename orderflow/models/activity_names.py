@@ -62,6 +62,7 @@ class ActivityName(StrEnum):
     NOTIFY_RETURN_INSPECTION_OVERDUE = "notify_return_inspection_overdue"
     RECORD_RETURN_INSPECTION = "record_return_inspection"
     REFUND_RETURN = "refund_return"
+    RECORD_EXCHANGE = "record_exchange"
 
 
 # The type of the non-retryable error a local activity fails with when its data can never be

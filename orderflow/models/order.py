@@ -120,6 +120,14 @@ class Payment(Strict):
         return self
 
 
+class ExchangeOf(Strict):
+    """The return a replacement order was placed for: its goods were paid for with the
+    original order, so it is not charged again."""
+
+    order_id: Identifier
+    return_id: Annotated[str, StringConstraints(min_length=3, max_length=80)]
+
+
 class Order(Strict):
     order_id: Identifier
     channel: Channel
@@ -135,6 +143,8 @@ class Order(Strict):
     # An order from a marketplace: which one, and its id there.
     marketplace: Annotated[str, StringConstraints(max_length=20)] | None = None
     external_order_id: Annotated[str, StringConstraints(max_length=100)] | None = None
+    # Set only by the shop for an exchange's replacement; a storefront may not send it.
+    exchange_of: ExchangeOf | None = None
 
     @field_validator("order_id")
     @classmethod

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orderflow.models.order import Identifier, Money, PositiveMoney, Sku, Strict
+from orderflow.models.order import Identifier, Money, Order, PositiveMoney, Sku, Strict
+from orderflow.models.policy import OrderPolicy
 
 ReturnReason = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
@@ -37,6 +38,8 @@ class ReturnStatus(StrEnum):
     ARRIVED = "ARRIVED"
     INSPECTED = "INSPECTED"
     REFUNDED = "REFUNDED"
+    # Every line was exchanged: the replacement order carries on, nothing is refunded.
+    EXCHANGED = "EXCHANGED"
     # Ends without a refund: nothing accepted, or the parcel never sent back in time.
     CLOSED = "CLOSED"
     REJECTED = "REJECTED"
@@ -46,6 +49,8 @@ class ReturnStatus(StrEnum):
 RELEASED_STATUSES = frozenset({ReturnStatus.REJECTED, ReturnStatus.CLOSED})
 
 InspectionOutcome = Literal["restock", "dispose"]
+# What the customer gets for a returned line: the money back, or the same item again.
+Resolution = Literal["refund", "exchange"]
 
 
 class ReturnPolicy(BaseModel):
@@ -63,11 +68,16 @@ class ReturnPolicy(BaseModel):
     refund_disposed: bool = True
     # The order's shipping is refunded with the return that brings the last unit back.
     refund_shipping_on_full_return: bool = True
+    # When an exchanged line's replacement order is placed: as soon as the return is
+    # approved (the customer waits least), or once the parcel is back at the warehouse.
+    exchange_on: Literal["approval", "arrival"] = "approval"
 
 
 class ReturnLineRequest(Strict):
     sku: Sku
     quantity: int = Field(ge=1, le=100_000)
+    # None: the request's own `resolution`.
+    resolution: Resolution | None = None
 
 
 class ReturnLine(Strict):
@@ -76,6 +86,7 @@ class ReturnLine(Strict):
     sku: Sku
     quantity: int = Field(ge=1, le=100_000)
     unit_price: PositiveMoney
+    resolution: Resolution = "refund"
 
 
 class ReturnWorkflowInput(Strict):
@@ -89,6 +100,10 @@ class ReturnWorkflowInput(Strict):
     # Why customer service must decide first (outside the automatic rules); None: approved.
     decision_needed: Annotated[str, StringConstraints(max_length=500)] | None = None
     policy: ReturnPolicy = Field(default_factory=ReturnPolicy)
+    # The order placed for the exchanged lines (None: nothing exchanged) and the policy it
+    # runs under, as a storefront's order would.
+    replacement: Order | None = None
+    order_policy: OrderPolicy | None = None
 
 
 class ReturnDecision(Strict):
@@ -130,6 +145,7 @@ class ReturnView(Strict):
     status: ReturnStatus
     tracking_number: str | None = None
     inspected: dict[str, InspectionOutcome] = Field(default_factory=dict)
+    replacement_order_id: str | None = None
 
 
 class ReturnRef(Strict):
@@ -166,6 +182,14 @@ class ReturnRefundInput(Strict):
     return_id: ReturnId
     order_id: Identifier
     amount: Money
+    # Some lines were exchanged: a return with nothing to refund ends EXCHANGED, not CLOSED.
+    exchanged: bool = False
+
+
+class ReturnExchangeInput(Strict):
+    return_id: ReturnId
+    order_id: Identifier
+    replacement_order_id: Identifier
 
 
 class ReturnRefundOutcome(Strict):
@@ -186,12 +210,16 @@ def refund_amount(
     shipping_share: Decimal,
 ) -> Decimal:
     """What goes back to the customer for the inspected lines: restocked ones always,
-    disposed ones per policy; the shipping share only when every line is refunded."""
+    disposed ones per policy, exchanged ones never (their replacement is the answer); the
+    shipping share only when every line is refunded."""
     refunded = [
         line
         for line in lines
-        if outcomes.get(line.sku) == "restock"
-        or (outcomes.get(line.sku) == "dispose" and policy.refund_disposed)
+        if line.resolution == "refund"
+        and (
+            outcomes.get(line.sku) == "restock"
+            or (outcomes.get(line.sku) == "dispose" and policy.refund_disposed)
+        )
     ]
     amount = sum((line.unit_price * line.quantity for line in refunded), Decimal("0.00"))
     if refunded and len(refunded) == len(lines):
@@ -234,10 +262,12 @@ __all__ = [
     "InspectionOutcome",
     "InspectionReport",
     "LineInspection",
+    "Resolution",
     "Restocked",
     "ReturnDecision",
     "ReturnDecisionInput",
     "ReturnDecisionNeeded",
+    "ReturnExchangeInput",
     "ReturnInspectionInput",
     "ReturnLabel",
     "ReturnLabelInput",

@@ -29,6 +29,7 @@ from orderflow.models.returns import (
     ReturnDecision,
     ReturnDecisionInput,
     ReturnDecisionNeeded,
+    ReturnExchangeInput,
     ReturnInspectionInput,
     ReturnLabel,
     ReturnLabelInput,
@@ -42,6 +43,9 @@ from orderflow.models.returns import (
     ReturnView,
     ReturnWorkflowInput,
 )
+from policies.returns import replacement_order
+from tests.fast.replacement_stub import ReplacementOrder
+from tests.helpers import order_json
 from workers.order_worker import SANDBOX
 from workflows.returns import ReturnWorkflow, workflow_id_for
 
@@ -91,6 +95,10 @@ class Desk:
             restock = data.line.outcome == "restock"
             return Restocked(served_orders=self.served if restock else [])
 
+        @activity.defn(name=ActivityName.RECORD_EXCHANGE)
+        async def exchange(data: ReturnExchangeInput) -> None:
+            self.calls.append((ActivityName.RECORD_EXCHANGE, data))
+
         @activity.defn(name=ActivityName.REFUND_RETURN)
         async def refund(data: ReturnRefundInput) -> ReturnRefundOutcome:
             self.calls.append((ActivityName.REFUND_RETURN, data))
@@ -98,10 +106,13 @@ class Desk:
                 raise ApplicationError(
                     "refused as sent", type="PaymentRejected", non_retryable=True
                 )
-            status = ReturnStatus.REFUNDED if data.amount > 0 else ReturnStatus.CLOSED
+            if data.amount > 0:
+                status = ReturnStatus.REFUNDED
+            else:
+                status = ReturnStatus.EXCHANGED if data.exchanged else ReturnStatus.CLOSED
             return ReturnRefundOutcome(status=status, amount=data.amount)
 
-        return [ask, decided, label, tracked, unsent, overdue, inspected, refund]
+        return [ask, decided, label, tracked, unsent, overdue, inspected, refund, exchange]
 
 
 @dataclass
@@ -136,7 +147,7 @@ async def running(fast_env: WorkflowEnvironment) -> AsyncIterator[Running]:
     async with Worker(
         fast_env.client,
         task_queue=queue,
-        workflows=[ReturnWorkflow],
+        workflows=[ReturnWorkflow, ReplacementOrder],
         activities=desk.activities(),
         workflow_runner=SANDBOX,
     ):
@@ -285,3 +296,66 @@ async def test_a_refund_the_psp_refuses_leaves_the_return_inspected(running: Run
         ),
     )
     assert (await handle.result()).status == ReturnStatus.INSPECTED
+
+
+def exchanging(running: Running, return_id: str) -> dict[str, Any]:
+    """The changes to `Running.start` that make SKU-A an exchange with its replacement."""
+    lines = [
+        ReturnLine(sku="SKU-A", quantity=1, unit_price=Decimal("10.00"), resolution="exchange"),
+        ReturnLine(sku="SKU-B", quantity=2, unit_price=Decimal("5.00")),
+    ]
+    original = order_json(order_id=return_id[:-2], items=[("SKU-A", 1), ("SKU-B", 2)])
+    return {
+        "lines": lines,
+        "shipping_share": Decimal("0.00"),
+        "replacement": replacement_order(original, return_id, lines[:1]),
+    }
+
+
+async def test_an_exchange_starts_its_replacement_on_approval_and_refunds_the_rest(
+    running: Running,
+) -> None:
+    return_id = f"T-{uuid.uuid4().hex[:8]}-1"
+    handle = await running.start(return_id=return_id, **exchanging(running, return_id))
+    await status_of(handle, ReturnStatus.LABEL_SENT)
+    names = running.desk.names()
+    assert names.index(ActivityName.RECORD_EXCHANGE) < names.index(ActivityName.BOOK_RETURN_LABEL)
+    replacement = running.env.client.get_workflow_handle(f"order-{return_id}-EX")
+    assert await replacement.result() == f"{return_id}-EX"
+    await arrived(handle)
+    await handle.execute_update(
+        ReturnWorkflow.inspect,
+        InspectionReport(
+            lines=[
+                LineInspection(sku="SKU-A", outcome="restock"),
+                LineInspection(sku="SKU-B", outcome="restock"),
+            ]
+        ),
+    )
+    result = await handle.result()
+    assert result.status == ReturnStatus.REFUNDED
+    assert result.replacement_order_id == f"{return_id}-EX"
+    (refund,) = [d for n, d in running.desk.calls if n == ActivityName.REFUND_RETURN]
+    assert (refund.amount, refund.exchanged) == (Decimal("10.00"), True)
+    assert running.desk.names().count(ActivityName.RECORD_EXCHANGE) == 1
+
+
+async def test_an_exchange_on_arrival_waits_for_the_parcel(running: Running) -> None:
+    on_arrival = ReturnPolicy(exchange_on="arrival")
+    unsent_id = f"T-{uuid.uuid4().hex[:8]}-1"
+    unsent = await running.start(
+        return_id=unsent_id, policy=on_arrival, **exchanging(running, unsent_id)
+    )
+    # Never handed in: closed, and no replacement was ever placed.
+    assert (await unsent.result()).status == ReturnStatus.CLOSED
+    assert ActivityName.RECORD_EXCHANGE not in running.desk.names()
+
+    return_id = f"T-{uuid.uuid4().hex[:8]}-1"
+    handle = await running.start(
+        return_id=return_id, policy=on_arrival, **exchanging(running, return_id)
+    )
+    await status_of(handle, ReturnStatus.LABEL_SENT)
+    assert ActivityName.RECORD_EXCHANGE not in running.desk.names()
+    await arrived(handle)
+    assert (await handle.query(ReturnWorkflow.view)).replacement_order_id == f"{return_id}-EX"
+    assert running.desk.names().count(ActivityName.RECORD_EXCHANGE) == 1

@@ -154,6 +154,10 @@ async def test_report_turns_the_event_data_into_kpis(
     ]
     assert report.feedback[0].resolution_seconds.p50 == pytest.approx(7200, abs=5)
     assert report.reviews == 2 and report.average_rating == 3.5
+    # Delivered: 2 + 2 + 2 + 4 units of four orders; nothing sent back (yet).
+    assert (report.delivered_orders, report.delivered_units) == (4, 10)
+    assert (report.returns, report.return_rate, report.order_return_rate) == (0, 0.0, 0.0)
+    assert report.returns_by_sku == [] and report.time_to_refund_seconds.count == 0
 
     # Every step of the four completed orders has a cycle time; the rejected one stops at 2.
     assert report.step_cycle_seconds["1"].count == 5
@@ -214,6 +218,7 @@ async def test_report_command_prints_json_table_and_html(
         assert table.exit_code == 0, table.output
         assert "cycle time of every step" in table.output
         assert "flags overturned" in table.output and "50.0%" in table.output
+        assert "returns by reason" in table.output and "refunds for returns" in table.output
         images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page.read_text())
         assert len(images) == 5
         assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)

@@ -415,7 +415,7 @@ async def marketplace_poller_placed_orders(stack: Stack) -> str:
     return poller_id(MARKETPLACE)
 
 
-async def _returned(stack: Stack, *, returnable: bool) -> str:
+async def _returned(stack: Stack, *, returnable: bool, resolution: str = "refund") -> str:
     """A delivered order's return asked for over the API; its return id."""
     sku = f"SKU-RET-{uuid.uuid4().hex[:8].upper()}"
     async with stack.pool.acquire() as conn:
@@ -435,7 +435,11 @@ async def _returned(stack: Stack, *, returnable: bool) -> str:
     asked = await stack.http(
         "POST",
         f"/orders/{order.order_id}/returns",
-        json={"lines": [{"sku": sku, "quantity": 1}], "reason": "too small"},
+        json={
+            "lines": [{"sku": sku, "quantity": 1}],
+            "reason": "too small",
+            "resolution": resolution,
+        },
     )
     assert asked.status_code == 202, asked.text
     return_id: str = asked.json()["return_id"]
@@ -454,7 +458,25 @@ async def _return_status(stack: Stack, return_id: str, status: str) -> None:
 
 async def return_refunded(stack: Stack) -> str:
     """A return approved at once: label, parcel handed in and back, restocked, refunded."""
-    return_id = await _returned(stack, returnable=True)
+    return await _sent_back_and_restocked(stack, await _returned(stack, returnable=True))
+
+
+async def return_exchanged(stack: Stack) -> str:
+    """A return of an exchanged line: the replacement order started on approval, the parcel
+    back and restocked, nothing refunded (EXCHANGED)."""
+    return_id = await _returned(stack, returnable=True, resolution="exchange")
+    return await _sent_back_and_restocked(stack, return_id)
+
+
+async def exchange_replacement_completed(stack: Stack) -> str:
+    """The replacement order an exchange placed: uncharged, through every step."""
+    return_id = await _returned(stack, returnable=True, resolution="exchange")
+    replacement = f"{return_id}-EX"
+    await wait_for_status(stack.pool, replacement, "COMPLETED")
+    return replacement
+
+
+async def _sent_back_and_restocked(stack: Stack, return_id: str) -> str:
     await _return_status(stack, return_id, "LABEL_SENT")
     row = await stack.pool.fetchrow("SELECT * FROM returns WHERE return_id = $1", return_id)
     async with httpx.AsyncClient(base_url=stack.settings.carrier_api_url) as carrier:
@@ -497,6 +519,7 @@ SERVICE_SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "marketplace_poller_placed_orders": marketplace_poller_placed_orders,
     "return_refunded": return_refunded,
     "return_rejected_by_customer_service": return_rejected_by_customer_service,
+    "return_exchanged": return_exchanged,
 }
 
 
@@ -519,6 +542,7 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "pre_order_release_moved": pre_order_release_moved,
     "marketplace_order_shipped": marketplace_order_shipped,
     "marketplace_order_cancelled_by_shop": marketplace_order_cancelled_by_shop,
+    "exchange_replacement_completed": exchange_replacement_completed,
 }
 
 

@@ -99,6 +99,7 @@ SCHEDULED_RUNS = {
     ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE,
     ActivityName.RECORD_RETURN_INSPECTION,
     ActivityName.REFUND_RETURN,
+    ActivityName.RECORD_EXCHANGE,
 }
 
 
