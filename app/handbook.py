@@ -1,6 +1,7 @@
 """The process handbook, `docs/process.md`, written from the step definitions in
 `orderflow/process.py`: the flowchart (Mermaid), the responsibility table and each step's
-operating standard. `orderflow docs --check` fails when the file and the code disagree.
+operating standard, the same for the return process, and the department queues.
+`orderflow docs --check` fails when the file and the code disagree.
 
 `orderflow docs --live` writes the same handbook with each step's life as the database has
 it now (`StepLife`: its open process issues and its last process change), for the improvement
@@ -14,17 +15,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from orderflow.models import SHIPPED_OR_LATER, OrderPolicy, OrderStatus
+from orderflow.models.activity_names import ActivityName
+from orderflow.models.returns import ReturnPolicy
 from orderflow.process import (
     CANCELLATION,
     DEPARTMENTS,
     MARKETPLACE_ACTIVITIES,
     PSP_ACTIVITIES,
+    RETURN_PSP_ACTIVITIES,
+    RETURN_SERVICE_ACTIVITIES,
+    RETURN_STAGES,
     SERVICE_ACTIVITIES,
     STATUS_SLA,
     STEPS,
     ProcessStep,
+    ReturnStage,
+    Timer,
     party_name,
     policy_value,
+    queue_owner,
     status_sla,
 )
 from orderflow.settings import Settings
@@ -74,7 +83,17 @@ _QUEUE_SOURCES = {
     "payment_dispute": "open chargebacks, due `payment_dispute_sla` after they arrived",
     "channel_exception": "orders from a marketplace that could not be mapped (placed after a "
     "correction, or rejected), due `channel_exception_sla` after they arrived",
+    "return_decision": "returns outside the automatic rules (`REQUESTED`) awaiting customer "
+    "service's decision, due `return_decision_sla` after the request",
+    "return_inspection": "returned parcels back at the warehouse (`ARRIVED`) awaiting "
+    "inspection, due the return policy's `inspection_sla` after arrival",
+    "pre_order": "orders waiting for a pre-sale product's release, due at the release date",
 }
+
+# Activities run as regular activities (with their own retries), by whom they call.
+_REGULAR = SERVICE_ACTIVITIES | RETURN_SERVICE_ACTIVITIES
+_PSP = PSP_ACTIVITIES | RETURN_PSP_ACTIVITIES
+_CARRIER = _REGULAR - _PSP - MARKETPLACE_ACTIVITIES
 
 
 def format_duration(value: timedelta | int) -> str:
@@ -107,32 +126,61 @@ def _label(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
+Stage = ProcessStep | ReturnStage
+
+
+def _number(stage: Stage) -> int:
+    return stage.number if isinstance(stage, ReturnStage) else int(stage.step)
+
+
+def timer_value(timer: Timer, policy: OrderPolicy, returns: ReturnPolicy) -> timedelta | int:
+    """A timer's default: from the order's policy, the return's policy, or the settings."""
+    if timer.source == "settings":
+        return _settings_default(timer.policy_field)
+    if timer.source == "return":
+        value = getattr(returns, timer.policy_field)
+        assert isinstance(value, timedelta)
+        return value
+    return policy_value(policy, timer.policy_field)
+
+
+def _stage_nodes(
+    stage: Stage, prefix: str, nxt: str, policy: OrderPolicy, returns: ReturnPolicy
+) -> list[str]:
+    """One step's (or return stage's) box, its decisions and their detours, and its timers;
+    node ids start with `prefix`, so two charts never share one."""
+    n = _number(stage)
+    s = f"{prefix}S{n}"
+    lines = [f'    {s}["{_label(_title(stage))}<br/>{_runs(stage)}"]']
+    if not stage.decisions:
+        lines.append(f'    {s} -->|"{stage.milestone}"| {nxt}')
+    for d_index, decision in enumerate(stage.decisions):
+        d = f"{prefix}D{n}{'abc'[d_index]}"
+        detour = f"{d}x"
+        normal, exceptional = ("no", "yes") if decision.detour_when else ("yes", "no")
+        lines.append(f'    {s} --> {d}{{"{_label(decision.question)}"}}')
+        lines.append(f'    {d} -->|"{exceptional}"| {detour}["{_label(decision.detour)}"]')
+        if decision.rejoin != "end":
+            back = d if decision.rejoin == "retry" else nxt
+            lines.append(f'    {detour} -->|"{_label(decision.rejoin_label)}"| {back}')
+        if decision.exit is not None:
+            label, status = decision.exit
+            lines.append(f'    {detour} -->|"{_label(label)}"| {prefix}E{n}(["{status}"])')
+        lines.append(f'    {d} -->|"{normal}: {stage.milestone}"| {nxt}')
+    for t_index, timer in enumerate(stage.timers):
+        t = f"{prefix}T{n}{'abcdef'[t_index]}"
+        value = format_duration(timer_value(timer, policy, returns))
+        kind = "queue SLA" if timer.source == "settings" else "timer"
+        lines.append(f'    {t}>"{kind} {timer.policy_field} = {value}"]')
+        lines.append(f'    {t} -.->|"{_label(timer.on_expiry)}"| {s}')
+    return lines
+
+
 def flowchart(policy: OrderPolicy) -> list[str]:
     lines = ["```mermaid", "flowchart TD", '    start(["Order placed"]) --> S1']
     for index, step in enumerate(STEPS):
-        n = int(step.step)
-        nxt = f"S{n + 1}" if index + 1 < len(STEPS) else "done"
-        done = f'-->|"{step.milestone}"| {nxt}'
-        lines.append(f'    S{n}["{n}. {_label(step.name)}<br/>{_runs(step)}"]')
-        if not step.decisions:
-            lines.append(f"    S{n} {done}")
-        for d_index, decision in enumerate(step.decisions):
-            d = f"D{n}{'abc'[d_index]}"
-            detour = f"{d}x"
-            normal, exceptional = ("no", "yes") if decision.detour_when else ("yes", "no")
-            lines.append(f'    S{n} --> {d}{{"{_label(decision.question)}"}}')
-            lines.append(f'    {d} -->|"{exceptional}"| {detour}["{_label(decision.detour)}"]')
-            back = d if decision.rejoin == "retry" else nxt
-            lines.append(f'    {detour} -->|"{_label(decision.rejoin_label)}"| {back}')
-            if decision.exit is not None:
-                label, status = decision.exit
-                lines.append(f'    {detour} -->|"{_label(label)}"| E{n}(["{status}"])')
-            lines.append(f'    {d} -->|"{normal}: {step.milestone}"| {nxt}')
-        for t_index, timer in enumerate(step.timers):
-            t = f"T{n}{'abcdef'[t_index]}"
-            value = format_duration(policy_value(policy, timer.policy_field))
-            lines.append(f'    {t}>"timer {timer.policy_field} = {value}"]')
-            lines.append(f'    {t} -.->|"{_label(timer.on_expiry)}"| S{n}')
+        nxt = f"S{int(step.step) + 1}" if index + 1 < len(STEPS) else "done"
+        lines += _stage_nodes(step, "", nxt, policy, ReturnPolicy())
     lines.append('    done(["order closed; review invited"])')
     cancellable = [s for s in STEPS if not set(s.statuses) & SHIPPED_OR_LATER]
     lines.append(
@@ -144,44 +192,53 @@ def flowchart(policy: OrderPolicy) -> list[str]:
     return lines
 
 
-def _runs(step: ProcessStep) -> str:
+def return_flowchart(returns: ReturnPolicy) -> list[str]:
+    window = format_duration(returns.window)
+    lines = [
+        "```mermaid",
+        "flowchart TD",
+        f'    Rstart(["Return asked for, within window = {window} of delivery"]) --> RS1',
+    ]
+    for index, stage in enumerate(RETURN_STAGES):
+        nxt = f"RS{stage.number + 1}" if index + 1 < len(RETURN_STAGES) else "Rdone"
+        lines += _stage_nodes(stage, "R", nxt, OrderPolicy(), returns)
+    lines += ['    Rdone(["refunded; the return is over"])', "```"]
+    return lines
+
+
+def _runs(step: Stage) -> str:
     return " / ".join(str(s) for s in step.statuses)
 
 
-def responsibility_table() -> list[str]:
+def _title(step: Stage) -> str:
+    if isinstance(step, ReturnStage):
+        return f"R{step.number}. {step.name}"
+    return step.name if step is CANCELLATION else f"{int(step.step)}. {step.name}"
+
+
+def responsibility_table(stages: tuple[Stage, ...] = (*STEPS, CANCELLATION)) -> list[str]:
+    head = "stage" if stages and isinstance(stages[0], ReturnStage) else "step"
     lines = [
-        "| step | does | approves | informed | human tasks (workflow message) |",
+        f"| {head} | does | approves | informed | human tasks (workflow message) |",
         "|---|---|---|---|---|",
     ]
-    for step in (*STEPS, CANCELLATION):
-        number = f"{int(step.step)}. " if step is not CANCELLATION else ""
+    for step in stages:
         tasks = "; ".join(
             f"{party_name(t.who)}: {t.what} ({', '.join(f'`{m}`' for m in t.messages)})"
             for t in step.human_tasks
         )
         lines.append(
-            f"| {number}{step.name} | {party_name(step.does)} | {_parties(step.approves)} "
+            f"| {_title(step)} | {party_name(step.does)} | {_parties(step.approves)} "
             f"| {_parties(step.informed)} | {tasks or '—'} |"
         )
     return lines
 
 
-def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
-    number = f"{int(step.step)}. " if step is not CANCELLATION else ""
-    lines = [f"### {number}{step.name}", "", step.purpose, ""]
-    lines.append(f"- **Statuses set**: {', '.join(f'`{s}`' for s in step.statuses)}")
-    lines.append(f"- **Done when**: `{step.milestone}`")
-    lines.append(
-        f"- **Responsible**: {party_name(step.does)}; approves: {_parties(step.approves)}; "
-        f"informed: {_parties(step.informed)}"
-    )
-    lines.append("- **Inputs**: " + "; ".join(step.inputs))
-    lines.append("- **Outputs**: " + "; ".join(step.outputs))
-    local = [f"`{a}`" for a in step.activities if a not in SERVICE_ACTIVITIES | PSP_ACTIVITIES]
-    carrier = SERVICE_ACTIVITIES - PSP_ACTIVITIES - MARKETPLACE_ACTIVITIES
-    service = [f"`{a}`" for a in step.activities if a in carrier]
-    marketplace = [f"`{a}`" for a in step.activities if a in MARKETPLACE_ACTIVITIES]
-    psp = [f"`{a}`" for a in step.activities if a in PSP_ACTIVITIES]
+def _runs_as(activities: tuple[ActivityName, ...]) -> str:
+    local = [f"`{a}`" for a in activities if a not in _REGULAR]
+    service = [f"`{a}`" for a in activities if a in _CARRIER]
+    marketplace = [f"`{a}`" for a in activities if a in MARKETPLACE_ACTIVITIES]
+    psp = [f"`{a}`" for a in activities if a in _PSP]
     runs = []
     if local:
         runs.append("local activities (PostgreSQL) " + ", ".join(local))
@@ -191,12 +248,38 @@ def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
         runs.append("activities calling the payment service provider " + ", ".join(psp))
     if marketplace:
         runs.append("activities calling the order's marketplace " + ", ".join(marketplace))
-    lines.append(f"- **Runs as**: {'; '.join(runs)}; idempotent: a retry changes nothing")
+    return f"- **Runs as**: {'; '.join(runs)}; idempotent: a retry changes nothing"
+
+
+def _common_facts(step: Stage) -> list[str]:
+    """Statuses, responsibility, inputs and outputs, how it runs, its human tasks, decisions."""
+    lines = [f"### {_title(step)}", "", step.purpose, ""]
+    lines.append(f"- **Statuses set**: {', '.join(f'`{s}`' for s in step.statuses)}")
+    lines.append(f"- **Done when**: `{step.milestone}`")
+    lines.append(
+        f"- **Responsible**: {party_name(step.does)}; approves: {_parties(step.approves)}; "
+        f"informed: {_parties(step.informed)}"
+    )
+    lines.append("- **Inputs**: " + "; ".join(step.inputs))
+    lines.append("- **Outputs**: " + "; ".join(step.outputs))
+    lines.append(_runs_as(step.activities))
     for task in step.human_tasks:
         messages = ", ".join(f"`{m}`" for m in task.messages)
         lines.append(f"- **Human task**: {party_name(task.who)}: {task.what} ({messages})")
     for decision in step.decisions:
         lines.append(f"- **Decision**: {decision.question} — {decision.detour}")
+    return lines
+
+
+def _queue_lines(step: Stage) -> list[str]:
+    return [
+        f"- **Waits in**: the {queue_owner(kind).name} queue (`{kind}`): {_QUEUE_SOURCES[kind]}"
+        for kind in step.queues
+    ]
+
+
+def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
+    lines = _common_facts(step)
     if step.timers:
         lines += [
             "- **SLA and timers** (`OrderPolicy`, defaults):",
@@ -219,9 +302,32 @@ def operating_standard(step: ProcessStep, policy: OrderPolicy) -> list[str]:
     ]
     if stuck:
         lines.append("- **Counts as stuck**: " + "; ".join(stuck))
+    lines += _queue_lines(step)
     lines.append(f"- **Escalation**: {step.escalation}")
     if step.undo:
         lines.append(f"- **Undo**: {step.undo}")
+    lines.append("")
+    return lines
+
+
+def return_standard(stage: ReturnStage, returns: ReturnPolicy) -> list[str]:
+    lines = _common_facts(stage)
+    if stage.timers:
+        lines += [
+            "- **SLA and timers** (`ReturnPolicy` defaults; settings where marked):",
+            "",
+            "  | timer | default | what | when it passes |",
+            "  |---|---|---|---|",
+        ]
+        for timer in stage.timers:
+            value = format_duration(timer_value(timer, OrderPolicy(), returns))
+            name = f"`{timer.policy_field}`" + (" (settings)" if timer.source == "settings" else "")
+            lines.append(f"  | {name} | {value} | {timer.what} | {timer.on_expiry} |")
+        lines.append("")
+    else:
+        lines.append("- **SLA**: automatic, done in seconds")
+    lines += _queue_lines(stage)
+    lines.append(f"- **Escalation**: {stage.escalation}")
     lines.append("")
     return lines
 
@@ -257,8 +363,13 @@ def department_table() -> list[str]:
     return lines
 
 
-def render_handbook(policy: OrderPolicy | None = None, life: StepLife | None = None) -> str:
+def render_handbook(
+    policy: OrderPolicy | None = None,
+    life: StepLife | None = None,
+    returns: ReturnPolicy | None = None,
+) -> str:
     policy = policy or OrderPolicy()
+    returns = returns or ReturnPolicy()
     lines = [
         "# The order process",
         "",
@@ -288,6 +399,21 @@ def render_handbook(policy: OrderPolicy | None = None, life: StepLife | None = N
             section = [*section[:-1], *life.lines(int(step.step)), section[-1]]
         lines += section
     lines += operating_standard(CANCELLATION, policy)
+    lines += [
+        "## Returns",
+        "",
+        "Each return is one durable Temporal workflow (`return-<return_id>`) beside its",
+        "order's, which it does not touch. Durations are the `ReturnPolicy` defaults; each",
+        "return carries the policy it started with (`ORDERFLOW_RETURN_POLICY` sets it for new",
+        "returns).",
+        "",
+        *return_flowchart(returns),
+        "",
+        *responsibility_table(RETURN_STAGES),
+        "",
+    ]
+    for stage in RETURN_STAGES:
+        lines += return_standard(stage, returns)
     lines += [
         "## Department queues",
         "",

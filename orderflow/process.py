@@ -1,12 +1,13 @@
 """The order process as data: the eight steps, who does, approves and is informed, each
 step's inputs, outputs, timers and escalation, the departments and their queues, and the
-service level of every status.
+service level of every status; beside it the return process, a workflow of its own.
 
 This is the single description the handbook (`orderflow docs` -> docs/process.md), the
 department queues, the stuck-order query and the KPI report read. Its words are the
 workflow's own: statuses from `OrderStatus` / `STEP_OF_STATUS`, timers by `OrderPolicy`
 field name, activities by `ActivityName`, human tasks by the workflow's message names; the
-tests check each reference against the code so the two cannot drift apart.
+tests check each reference against the code so the two cannot drift apart. The return
+stages speak the return workflow's words the same way (`ReturnStatus`, `ReturnPolicy`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 
 from orderflow.models import OrderPolicy, OrderStatus, Step
 from orderflow.models.activity_names import ActivityName
+from orderflow.models.returns import ReturnStatus
 
 CUSTOMER = "customer"
 
@@ -42,6 +44,10 @@ SERVICE_ACTIVITIES = (
     | PSP_ACTIVITIES
     | MARKETPLACE_ACTIVITIES
 )
+# The return workflow's regular activities: the carrier's return label, the refund at the PSP.
+RETURN_CARRIER_ACTIVITIES = frozenset({ActivityName.BOOK_RETURN_LABEL})
+RETURN_PSP_ACTIVITIES = frozenset({ActivityName.REFUND_RETURN})
+RETURN_SERVICE_ACTIVITIES = RETURN_CARRIER_ACTIVITIES | RETURN_PSP_ACTIVITIES
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,15 @@ class Department:
 # their queues open to admin.
 DEPARTMENTS: tuple[Department, ...] = (
     Department("risk", "Risk team", "reviewer", ("review_task", "feedback_ticket")),
-    Department("warehouse", "Warehouse", "warehouse", ("pick_task", "feedback_ticket")),
-    Department("purchasing", "Purchasing", "purchasing", ("purchase_request", "feedback_ticket")),
+    Department(
+        "warehouse", "Warehouse", "warehouse", ("pick_task", "return_inspection", "feedback_ticket")
+    ),
+    Department(
+        "purchasing",
+        "Purchasing",
+        "purchasing",
+        ("purchase_request", "pre_order", "feedback_ticket"),
+    ),
     Department("logistics", "Logistics", "logistics", ("follow_up", "feedback_ticket")),
     Department("quality", "Quality", None, ("feedback_ticket",)),
     Department(
@@ -70,7 +83,13 @@ DEPARTMENTS: tuple[Department, ...] = (
         "customer_service",
         "Customer service",
         None,
-        ("feedback_ticket", "failed_mail", "unprocessable_order", "channel_exception"),
+        (
+            "feedback_ticket",
+            "failed_mail",
+            "unprocessable_order",
+            "channel_exception",
+            "return_decision",
+        ),
     ),
 )
 
@@ -92,6 +111,11 @@ def party_name(code: str) -> str:
     return found.name if found else OTHER_PARTIES[code]
 
 
+def queue_owner(kind: str) -> Department:
+    """The department whose queue holds items of `kind`."""
+    return next(d for d in DEPARTMENTS if kind in d.queues)
+
+
 @dataclass(frozen=True)
 class Timer:
     """A wait of the workflow that drives a service level; `policy_field` names its duration."""
@@ -100,6 +124,9 @@ class Timer:
     what: str
     on_expiry: str
     activity: ActivityName | None = None
+    # Where `policy_field` is: the order's `OrderPolicy`, the return's `ReturnPolicy`, or
+    # `Settings` (a queue's service level that no workflow timer keeps).
+    source: Literal["order", "return", "settings"] = "order"
 
 
 @dataclass(frozen=True)
@@ -118,11 +145,12 @@ class Decision:
     # The answer that leads to the detour.
     detour_when: bool
     detour: str
-    # After the detour: go on to the step's milestone, or ask the question again.
-    rejoin: Literal["continue", "retry"]
+    # After the detour: go on to the step's milestone, ask the question again, or only
+    # end (then `exit` says how).
+    rejoin: Literal["continue", "retry", "end"]
     rejoin_label: str
-    # A detour may also end the order: (label, terminal status).
-    exit: tuple[str, OrderStatus] | None = None
+    # A detour may also end the order (or the return): (label, terminal status).
+    exit: tuple[str, OrderStatus | ReturnStatus] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,8 @@ class ProcessStep:
     human_tasks: tuple[HumanTask, ...] = ()
     escalation: str = "none: an automatic step, retried until PostgreSQL answers"
     undo: str = ""
+    # Kinds of department queue items the step's waits appear as (`Department.queues`).
+    queues: tuple[str, ...] = ()
 
 
 STEPS: tuple[ProcessStep, ...] = (
@@ -167,6 +197,7 @@ STEPS: tuple[ProcessStep, ...] = (
         ),
         activities=(ActivityName.RECORD_ORDER,),
         undo="refund the payment and tell the customer (cancellation)",
+        queues=("channel_exception",),
     ),
     ProcessStep(
         step=Step.CLASSIFICATION,
@@ -245,6 +276,7 @@ STEPS: tuple[ProcessStep, ...] = (
         escalation="after review_sla the risk supervisor is notified; after review_deadline "
         "the order is rejected and refunded",
         undo="a rejected order is refunded in full",
+        queues=("review_task",),
     ),
     ProcessStep(
         step=Step.INVENTORY,
@@ -296,8 +328,8 @@ STEPS: tuple[ProcessStep, ...] = (
             Decision(
                 "A pre-order whose product is not released yet?",
                 detour_when=True,
-                detour="wait, without reserving, until the release date (purchasing may move "
-                "it; the customer is told each time)",
+                detour="APPROVED, awaiting release: wait, without reserving, until the release "
+                "date (purchasing may move it; the customer is told each time)",
                 rejoin="continue",
                 rejoin_label="released",
             ),
@@ -318,8 +350,10 @@ STEPS: tuple[ProcessStep, ...] = (
             ),
         ),
         escalation="reminders to the customer every backorder_reminder_interval; after "
-        "backorder_cancel_offer_after they offer cancellation",
+        "backorder_cancel_offer_after they offer cancellation; a pre-order still waiting after "
+        "its release date is overdue in purchasing's queue",
         undo="release the reservations and withdraw the order's share of a purchase request",
+        queues=("purchase_request", "pre_order"),
     ),
     ProcessStep(
         step=Step.PICKING_PACKING,
@@ -355,6 +389,7 @@ STEPS: tuple[ProcessStep, ...] = (
         ),
         escalation="after pick_sla the warehouse lead is notified",
         undo="the pick task is cancelled",
+        queues=("pick_task",),
     ),
     ProcessStep(
         step=Step.DELIVERY,
@@ -395,6 +430,7 @@ STEPS: tuple[ProcessStep, ...] = (
         "a definite refusal (no carrier takes the parcel) holds it at PACKED, notifies "
         "logistics, and waits for a retried booking or a cancel",
         undo="none: from the hand-over to the carrier on a cancel is refused",
+        queues=("payment_problem",),
     ),
     ProcessStep(
         step=Step.TRACKING,
@@ -490,6 +526,7 @@ STEPS: tuple[ProcessStep, ...] = (
         "followup_interval; from attempt followup_escalate_after on, escalated; a parcel the "
         "carrier reports lost, or still missing after followup_max_attempts, becomes a case "
         "logistics resolves",
+        queues=("follow_up",),
     ),
     ProcessStep(
         step=Step.COMPLETION,
@@ -550,11 +587,242 @@ CANCELLATION = ProcessStep(
     ),
     human_tasks=(HumanTask("cancel with a reason", CUSTOMER, ("cancel", "request_cancel")),),
     escalation="refused with a clear message once shipping has started",
+    queues=("unprocessable_order",),
 )
 
 
 def step_of(number: int | Step) -> ProcessStep:
     return STEPS[int(number) - 1]
+
+
+# ------------------------------------------------------------------ the return process
+@dataclass(frozen=True)
+class ReturnStage:
+    """A stage of a return (workflows/returns.py: one workflow per return, beside its order's),
+    described as an order's step is; its timers name `ReturnPolicy` fields or settings."""
+
+    number: int
+    name: str
+    purpose: str
+    statuses: tuple[ReturnStatus, ...]
+    # The status that marks the stage done on the normal path.
+    milestone: ReturnStatus
+    does: str
+    approves: tuple[str, ...]
+    informed: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    activities: tuple[ActivityName, ...]
+    timers: tuple[Timer, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    human_tasks: tuple[HumanTask, ...] = ()
+    escalation: str = "none: an automatic stage, retried until PostgreSQL answers"
+    queues: tuple[str, ...] = ()
+
+
+RETURN_STAGES: tuple[ReturnStage, ...] = (
+    ReturnStage(
+        number=1,
+        name="Return request & decision",
+        purpose="Check the request against the return rules and write it in one transaction; "
+        "approve it at once, or let customer service decide one outside the rules.",
+        statuses=(ReturnStatus.REQUESTED, ReturnStatus.APPROVED, ReturnStatus.REJECTED),
+        milestone=ReturnStatus.APPROVED,
+        does="customer_service",
+        approves=("customer_service",),
+        informed=(CUSTOMER,),
+        inputs=(
+            "the request: lines, quantities, reason, refund or exchange (the customer with the "
+            "order's token, the storefront or admin)",
+            "the order's delivered lines and its earlier returns",
+            "each product's `returnable` flag",
+        ),
+        outputs=(
+            "return and return-line rows (a refused request writes nothing: 409 or 422)",
+            "events `return_decision_asked`, `return_approved` or `return_rejected`",
+            "`return_decision_needed` notice to customer service's lead; `return_rejected` mail",
+            "for exchanged lines a replacement order (`return_exchange_placed`, "
+            "`return_exchange` mail): on approval, or on the parcel's arrival per "
+            "`exchange_on`",
+        ),
+        activities=(
+            ActivityName.ASK_RETURN_DECISION,
+            ActivityName.RECORD_RETURN_DECISION,
+            ActivityName.RECORD_EXCHANGE,
+        ),
+        timers=(
+            Timer(
+                "window",
+                "after delivery, a return may be asked for",
+                "requests are refused (409)",
+                source="return",
+            ),
+            Timer(
+                "return_decision_sla",
+                "a return outside the rules waits for customer service",
+                "overdue in customer service's queue; the return keeps waiting",
+                source="settings",
+            ),
+        ),
+        decisions=(
+            Decision(
+                "Outside the automatic rules (a product not returnable)?",
+                detour_when=True,
+                detour="REQUESTED: customer service approves or rejects, with a note",
+                rejoin="continue",
+                rejoin_label="approve",
+                exit=("reject", ReturnStatus.REJECTED),
+            ),
+        ),
+        human_tasks=(
+            HumanTask(
+                "approve or reject a return outside the rules, with a note",
+                "customer_service",
+                ("decide",),
+            ),
+        ),
+        escalation="overdue in customer service's queue after return_decision_sla; the "
+        "return waits for the decision",
+        queues=("return_decision",),
+    ),
+    ReturnStage(
+        number=2,
+        name="Return label & send-back",
+        purpose="Book the return label with the carrier that delivered the order, mail it, "
+        "and wait for the parcel to come back.",
+        statuses=(
+            ReturnStatus.LABEL_SENT,
+            ReturnStatus.IN_TRANSIT,
+            ReturnStatus.ARRIVED,
+            ReturnStatus.CLOSED,
+        ),
+        milestone=ReturnStatus.ARRIVED,
+        does="logistics",
+        approves=("logistics",),
+        informed=(CUSTOMER, "warehouse"),
+        inputs=(
+            "the approved return",
+            "the order's carrier and address",
+            "the carrier's tracking webhooks for the return parcel",
+        ),
+        outputs=(
+            "return label: carrier, tracking number, label URL (idempotency key "
+            "`return-label-<return_id>`)",
+            "`return_label` mail with the send-back deadline",
+            "events `return_label_booked`, `return_in_transit`, `return_arrived`",
+            "not sent back in time: event `return_not_sent_back` and `return_closed` mail",
+        ),
+        activities=(
+            ActivityName.BOOK_RETURN_LABEL,
+            ActivityName.RECORD_RETURN_TRACKING,
+            ActivityName.CLOSE_UNSENT_RETURN,
+        ),
+        timers=(
+            Timer(
+                "send_back_within",
+                "the customer has to hand the parcel to the carrier once the label is sent",
+                "the return closes unrefunded; the customer is told",
+                ActivityName.CLOSE_UNSENT_RETURN,
+                source="return",
+            ),
+        ),
+        decisions=(
+            Decision(
+                "Handed to the carrier within send_back_within?",
+                detour_when=False,
+                detour="closed unrefunded; the customer is told",
+                rejoin="end",
+                rejoin_label="",
+                exit=("not sent back", ReturnStatus.CLOSED),
+            ),
+        ),
+        human_tasks=(
+            HumanTask(
+                "carrier tracking events of the return parcel", "logistics", ("parcel_tracking",)
+            ),
+        ),
+        escalation="the booking is retried with backoff while the carrier does not answer; "
+        "not handed in within send_back_within, the return closes unrefunded",
+    ),
+    ReturnStage(
+        number=3,
+        name="Return inspection",
+        purpose="The warehouse inspects each line back: restocked units go on hand as a goods "
+        "receipt and serve the orders waiting for them first; disposed ones change no stock.",
+        statuses=(ReturnStatus.INSPECTED,),
+        milestone=ReturnStatus.INSPECTED,
+        does="warehouse",
+        approves=("warehouse",),
+        informed=("purchasing",),
+        inputs=(
+            "the parcel back at the warehouse (`ARRIVED`)",
+            "the return's lines and quantities",
+        ),
+        outputs=(
+            "each line restocked or disposed, with a note",
+            "restocked units: a goods receipt (`return-<return_id>-<sku>`) serving waiting orders",
+            "events `return_line_restocked`, `return_line_disposed`",
+            "`return_inspection_overdue` notice to the warehouse lead",
+        ),
+        activities=(
+            ActivityName.RECORD_RETURN_INSPECTION,
+            ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE,
+        ),
+        timers=(
+            Timer(
+                "inspection_sla",
+                "an arrived parcel waits for the warehouse's inspection",
+                "the warehouse lead is told once; overdue in the warehouse's queue",
+                ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE,
+                source="return",
+            ),
+        ),
+        human_tasks=(
+            HumanTask(
+                "inspect each line: restock or dispose, with a note", "warehouse", ("inspect",)
+            ),
+        ),
+        escalation="after inspection_sla the warehouse lead is told once; the return keeps "
+        "waiting in the warehouse's queue",
+        queues=("return_inspection",),
+    ),
+    ReturnStage(
+        number=4,
+        name="Return refund",
+        purpose="Refund the accepted lines (and, with the return that brings the order's last "
+        "unit back, its shipping) once through the payment adapter; tell the customer.",
+        statuses=(ReturnStatus.REFUNDED, ReturnStatus.EXCHANGED, ReturnStatus.CLOSED),
+        milestone=ReturnStatus.REFUNDED,
+        does="finance",
+        approves=("finance",),
+        informed=(CUSTOMER,),
+        inputs=(
+            "each line's inspection and resolution",
+            "the refund rules of the return policy (`refund_disposed`, "
+            "`refund_shipping_on_full_return`)",
+        ),
+        outputs=(
+            "one refund at the PSP (idempotency key `refund-<order_id>-return-<return_id>`)",
+            "event `return_refunded` (`return_exchanged` or `return_closed` when nothing is "
+            "refunded)",
+            "`return_completed` mail",
+        ),
+        activities=(ActivityName.REFUND_RETURN,),
+        decisions=(
+            Decision(
+                "Anything to refund?",
+                detour_when=False,
+                detour="exchanged lines only: EXCHANGED; nothing accepted: CLOSED",
+                rejoin="end",
+                rejoin_label="",
+                exit=("nothing accepted", ReturnStatus.CLOSED),
+            ),
+        ),
+        escalation="a refund the PSP refuses waits in finance's queue and is retried there; "
+        "the return stays INSPECTED until then",
+        queues=("payment_problem",),
+    ),
+)
 
 
 # ------------------------------------------------------------------ service level per status

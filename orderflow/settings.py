@@ -355,6 +355,9 @@ class Settings(BaseSettings):
     # An order from a marketplace that could not be mapped, until customer service decides.
     channel_exception_sla: timedelta = timedelta(hours=4)
     payment_dispute_sla: timedelta = timedelta(days=3)
+    # A return outside the automatic rules (REQUESTED) waits in customer service's queue
+    # this long for its decision; the customer has no label until then.
+    return_decision_sla: timedelta = timedelta(days=1)
     # The weekly KPI snapshot (workflows/kpi_snapshot.py): Temporal Schedule id and cron (UTC).
     kpi_schedule_id: str = "kpi-weekly"
     kpi_schedule_cron: str = "5 0 * * 1"

@@ -36,6 +36,9 @@ def readers(settings: Settings, department: str) -> dict[str, QueueReader]:
         "payment_problem": lambda c: payment_problems(c, settings.payment_problem_sla),
         "payment_dispute": lambda c: payment_disputes(c, settings.payment_dispute_sla),
         "channel_exception": lambda c: channel_exceptions(c, settings.channel_exception_sla),
+        "return_decision": lambda c: return_decisions(c, settings.return_decision_sla),
+        "return_inspection": lambda c: return_inspections(c, settings.return_policy.inspection_sla),
+        "pre_order": pre_orders,
         "process_issue": lambda c: process_issues.waiting_on(
             c,
             department,
@@ -311,4 +314,72 @@ async def channel_exceptions(conn: Conn, sla: timedelta) -> list[asyncpg.Record]
            WHERE m.status = 'exception'
            ORDER BY m.received_at, m.marketplace, m.external_order_id""",
         sla,
+    )
+
+
+async def return_decisions(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Returns outside the automatic rules (a product not returnable): customer service
+    approves or rejects them (`POST /returns/{return_id}/decision`)."""
+    return await conn.fetch(
+        """SELECT r.return_id AS ref, r.order_id, r.status,
+                  r.requested_at AS waiting_since, r.requested_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('reason', left(r.reason, 300),
+                                     'requested_by', r.requested_by,
+                                     'lines', (SELECT jsonb_agg(jsonb_build_object(
+                                                          'sku', l.sku,
+                                                          'quantity', l.quantity,
+                                                          'returnable', p.returnable)
+                                                      ORDER BY l.sku)
+                                               FROM return_lines l
+                                               LEFT JOIN products p ON p.sku = l.sku
+                                               WHERE l.return_id = r.return_id))
+                      AS details
+           FROM returns r
+           WHERE r.status = 'REQUESTED'
+           ORDER BY r.requested_at, r.return_id""",
+        sla,
+    )
+
+
+async def return_inspections(conn: Conn, sla: timedelta) -> list[asyncpg.Record]:
+    """Returned parcels back at the warehouse: each line is restocked or disposed of
+    (`POST /warehouse/returns/{return_id}/inspection`). Due with the return policy's
+    inspection SLA, when the warehouse lead is told."""
+    return await conn.fetch(
+        """SELECT r.return_id AS ref, r.order_id, r.status,
+                  r.arrived_at AS waiting_since, r.arrived_at + $1::interval AS due_at,
+                  now() AS now,
+                  jsonb_build_object('carrier', r.carrier,
+                                     'tracking_number', r.tracking_number,
+                                     'reason', left(r.reason, 300),
+                                     'lines', (SELECT jsonb_agg(jsonb_build_object(
+                                                          'sku', l.sku,
+                                                          'quantity', l.quantity,
+                                                          'inspected', l.outcome IS NOT NULL)
+                                                      ORDER BY l.sku)
+                                               FROM return_lines l
+                                               WHERE l.return_id = r.return_id))
+                      AS details
+           FROM returns r
+           WHERE r.status = 'ARRIVED' AND r.arrived_at IS NOT NULL
+           ORDER BY r.arrived_at, r.return_id""",
+        sla,
+    )
+
+
+async def pre_orders(conn: Conn) -> list[asyncpg.Record]:
+    """Orders waiting for a pre-sale product's release: purchasing keeps the date true
+    (`POST /purchasing/releases` moves it and every order waiting for it). Due at the
+    release; still waiting after it, the order is overdue. `sku` names the SKUs it waits
+    for in one text, as the operator page shows a queue item's `sku`."""
+    return await conn.fetch(
+        """SELECT p.order_id AS ref, p.order_id, p.status,
+                  p.created_at AS waiting_since, p.release_at AS due_at, now() AS now,
+                  jsonb_build_object('sku', array_to_string(p.skus, ', '), 'skus', p.skus,
+                                     'release_at', p.release_at, 'moves', p.moves)
+                      AS details
+           FROM pre_orders p JOIN orders o ON o.order_id = p.order_id
+           WHERE p.status = 'waiting' AND o.status NOT IN ('CANCELLED', 'REJECTED')
+           ORDER BY p.created_at, p.order_id"""
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -128,6 +128,58 @@ async def test_purchasing_sees_the_purchase_request_of_a_shortage(stack: Stack) 
     assert request["sla_seconds"] == stack.settings.purchase_request_sla.total_seconds()
     assert not request["overdue"]
     await _cancel(stack, order_id)
+
+
+async def test_purchasing_sees_the_orders_waiting_for_a_release(stack: Stack) -> None:
+    sku = f"SKU-PRE-{uuid.uuid4().hex[:6].upper()}"
+    async with stack.pool.acquire() as conn:
+        await catalogue.upsert_product(
+            conn,
+            sku=sku,
+            name="Queue test console",
+            unit_price=Decimal("12.50"),
+            weight_kg=Decimal("1.0"),
+            bin_location="Z-8",
+        )
+        await catalogue.ensure_stock(conn, sku=sku, on_hand=5, reorder_point=0, order_up_to=0)
+
+    async def release(at: datetime) -> None:
+        response = await stack.http(
+            "POST",
+            "/purchasing/releases",
+            role="purchasing",
+            json={"sku": sku, "release_at": at.isoformat(), "note": "supplier's date"},
+        )
+        assert response.status_code == 200, response.text
+
+    async def waiting_item(moves: int) -> dict:
+        for _ in range(200):
+            queue = await _queue(stack, "purchasing", role="purchasing")
+            found = [i for i in queue["items"] if i["kind"] == "pre_order" and i["ref"] == order_id]
+            if found and found[0]["details"]["moves"] == moves:
+                return dict(found[0])
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{order_id} is not waiting in purchasing's queue ({moves} moves)")
+
+    first = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    await release(first)
+    order_id = await _place(stack, order_json(items=[(sku, 1)]))
+    item = await waiting_item(0)
+    assert item["order_id"] == order_id and item["status"] == "waiting"
+    assert item["details"]["skus"] == [sku]
+    assert datetime.fromisoformat(item["due_at"]) == first
+    assert datetime.fromisoformat(item["details"]["release_at"]) == first
+    assert not item["overdue"] and item["sla_seconds"] == pytest.approx(3 * 86400, abs=60)
+
+    # Purchasing moves the date: the waiting order takes it, and so does its due date.
+    moved = first + timedelta(days=2)
+    await release(moved)
+    item = await waiting_item(1)
+    assert datetime.fromisoformat(item["due_at"]) == moved
+
+    await _cancel(stack, order_id)
+    queue = await _queue(stack, "purchasing")
+    assert order_id not in {i["ref"] for i in queue["items"] if i["kind"] == "pre_order"}
 
 
 async def test_follow_ups_and_feedback_reach_their_departments(stack: Stack) -> None:

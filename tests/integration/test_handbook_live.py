@@ -75,5 +75,8 @@ async def test_the_live_handbook_shows_each_steps_issues_and_last_change(
     assert f"#{change['id']} `order_policy.review_sla` on 2026-11-20 by admin" in review
     picking = _section(text, "### 5. ")
     assert "- **Now**: 0 open process issues; last process change: none recorded" in picking
+    # The return process is there too; process issues name order steps, not return stages.
+    inspection = _section(text, "### R3. ")
+    assert "(`return_inspection`)" in inspection and "**Now**" not in inspection
     # The committed handbook stays the code's alone.
     assert "**Now**" not in Path("docs/process.md").read_text(encoding="utf-8")

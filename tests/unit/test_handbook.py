@@ -1,5 +1,5 @@
-"""The process definitions agree with the workflow's vocabulary, and docs/process.md agrees
-with the definitions (`orderflow docs --check`)."""
+"""The process definitions agree with the workflows' vocabulary (the order's and the
+return's), and docs/process.md agrees with the definitions (`orderflow docs --check`)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,30 @@ from temporalio import workflow
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.handbook import format_duration, handbook_is_current, render_handbook
+from app.handbook import _QUEUE_SOURCES, format_duration, handbook_is_current, render_handbook
+from db.repositories import queues
 from db.seed import DEPARTMENTS as SEEDED_DEPARTMENTS
 from orderflow.models import STEP_OF_STATUS, OrderPolicy, OrderStatus, Step
 from orderflow.models.activity_names import ActivityName
+from orderflow.models.returns import ReturnPolicy, ReturnStatus
 from orderflow.process import (
     CANCELLATION,
     CUSTOMER,
     DEPARTMENTS,
+    RETURN_SERVICE_ACTIVITIES,
+    RETURN_STAGES,
     SERVICE_ACTIVITIES,
     STATUS_SLA,
     STEPS,
     status_sla,
 )
-from orderflow.settings import ROLES
+from orderflow.settings import ROLES, Settings
 from workflows.order import OrderWorkflow
+from workflows.returns import ReturnWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_SOURCE = ROOT / "workflows" / "order.py"
+RETURN_WORKFLOW_SOURCE = ROOT / "workflows" / "returns.py"
 # Knobs of the demo warehouse, not service levels.
 NOT_SERVICE_LEVELS = {"auto_warehouse", "auto_pick_delay", "auto_pack_delay"}
 
@@ -46,8 +52,8 @@ def _policy_fields_read_by_workflow() -> set[str]:
     }
 
 
-def _activities_run_as_regular() -> set[str]:
-    tree = ast.parse(WORKFLOW_SOURCE.read_text(encoding="utf-8"))
+def _activities_run_as_regular(source: Path = WORKFLOW_SOURCE) -> set[str]:
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
         if (
@@ -90,21 +96,11 @@ SCHEDULED_RUNS = {
     ActivityName.FETCH_MARKETPLACE_ORDERS,
     ActivityName.TAKE_MARKETPLACE_ORDER,
     ActivityName.ACKNOWLEDGE_MARKETPLACE_ORDER,
-    # Returns (workflows/returns.py): a process of its own beside the order's
-    ActivityName.ASK_RETURN_DECISION,
-    ActivityName.RECORD_RETURN_DECISION,
-    ActivityName.BOOK_RETURN_LABEL,
-    ActivityName.RECORD_RETURN_TRACKING,
-    ActivityName.CLOSE_UNSENT_RETURN,
-    ActivityName.NOTIFY_RETURN_INSPECTION_OVERDUE,
-    ActivityName.RECORD_RETURN_INSPECTION,
-    ActivityName.REFUND_RETURN,
-    ActivityName.RECORD_EXCHANGE,
 }
 
 
 def test_every_activity_is_described_by_one_step() -> None:
-    described = [a for s in (*STEPS, CANCELLATION) for a in s.activities]
+    described = [a for s in (*STEPS, CANCELLATION, *RETURN_STAGES) for a in s.activities]
     assert sorted(described) == sorted(set(ActivityName) - SCHEDULED_RUNS)
 
 
@@ -144,7 +140,7 @@ def test_human_tasks_name_messages_the_workflow_accepts() -> None:
 
 def test_parties_and_roles_exist() -> None:
     seeded = {code for code, _, _ in SEEDED_DEPARTMENTS}
-    for step in (*STEPS, CANCELLATION):
+    for step in (*STEPS, CANCELLATION, *RETURN_STAGES):
         for party in (
             step.does,
             *step.approves,
@@ -182,6 +178,119 @@ def test_handbook_shows_the_policy_defaults() -> None:
     # A different policy changes the document: the numbers come from the code.
     other = render_handbook(OrderPolicy(review_sla=timedelta(minutes=30)))
     assert "timer review_sla = 30 min" in other and "timer review_sla = 30 min" not in text
+
+
+def test_return_stages_cover_every_return_status_in_order() -> None:
+    assert [s.number for s in RETURN_STAGES] == list(range(1, len(RETURN_STAGES) + 1))
+    assert {status for s in RETURN_STAGES for status in s.statuses} == set(ReturnStatus)
+    for stage in RETURN_STAGES:
+        assert stage.milestone in stage.statuses
+        for decision in stage.decisions:
+            assert decision.rejoin != "end" or decision.exit is not None
+            if decision.exit is not None:
+                assert isinstance(decision.exit[1], ReturnStatus)
+
+
+def _return_policy_fields_read_by_workflow() -> set[str]:
+    tree = ast.parse(RETURN_WORKFLOW_SOURCE.read_text(encoding="utf-8"))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "policy"
+    }
+
+
+def test_return_timers_name_real_fields_and_cover_every_wait_of_the_return() -> None:
+    returns, settings = ReturnPolicy(), Settings.model_fields
+    named = set()
+    for stage in RETURN_STAGES:
+        for timer in stage.timers:
+            assert timer.source in ("return", "settings"), timer
+            if timer.source == "return":
+                assert isinstance(getattr(returns, timer.policy_field), timedelta), timer
+                named.add(timer.policy_field)
+            else:
+                assert isinstance(settings[timer.policy_field].default, timedelta), timer
+            assert timer.activity is None or timer.activity in stage.activities
+    durations = {n for n in ReturnPolicy.model_fields if isinstance(getattr(returns, n), timedelta)}
+    assert named == durations
+    waits = {f for f in _return_policy_fields_read_by_workflow() if f in durations}
+    assert waits and waits <= named
+
+
+def test_return_human_tasks_name_messages_the_return_workflow_accepts() -> None:
+    definition = workflow._Definition.must_from_class(ReturnWorkflow)
+    accepted = set(definition.signals) | set(definition.updates)
+    described = {m for s in RETURN_STAGES for t in s.human_tasks for m in t.messages}
+    assert described == accepted
+
+
+def test_return_service_activities_are_the_ones_the_return_workflow_runs_as_regular() -> None:
+    assert _activities_run_as_regular(RETURN_WORKFLOW_SOURCE) == {
+        a.value for a in RETURN_SERVICE_ACTIVITIES
+    }
+
+
+# Queue kinds that wait on no one step: any step's feedback, any mail, any chargeback.
+QUEUES_OF_NO_STEP = {"feedback_ticket", "failed_mail", "payment_dispute"}
+
+
+def test_queue_kinds_are_read_described_and_owned() -> None:
+    kinds = [kind for dep in DEPARTMENTS for kind in dep.queues]
+    assert len(kinds) - kinds.count("feedback_ticket") == len(set(kinds) - {"feedback_ticket"})
+    readers = queues.readers(Settings(), "customer_service")
+    for kind in kinds:
+        assert kind in readers and kind in _QUEUE_SOURCES, kind
+    named = {kind for s in (*STEPS, CANCELLATION, *RETURN_STAGES) for kind in s.queues}
+    assert named <= set(kinds)
+    assert set(kinds) - named == QUEUES_OF_NO_STEP
+    owner = {kind: dep.code for dep in DEPARTMENTS for kind in dep.queues}
+    assert owner["return_decision"] == "customer_service"
+    assert owner["return_inspection"] == "warehouse"
+    assert owner["pre_order"] == "purchasing"
+
+
+def test_return_decision_sla_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().return_decision_sla == timedelta(days=1)
+    monkeypatch.setenv("ORDERFLOW_RETURN_DECISION_SLA", "PT6H")
+    assert Settings().return_decision_sla == timedelta(hours=6)
+
+
+def test_handbook_shows_the_return_process_with_its_standards() -> None:
+    text = render_handbook()
+    assert text.count("```mermaid") == 2
+    assert "## Returns" in text
+    for stage in RETURN_STAGES:
+        assert f"### R{stage.number}. {stage.name}" in text
+    assert "timer send_back_within = 14 d" in text
+    assert "| `send_back_within` | 14 d |" in text
+    assert "| `inspection_sla` | 2 d |" in text
+    assert "| `window` | 30 d |" in text
+    assert "| `return_decision_sla` (settings) | 1 d |" in text
+    assert "queue SLA return_decision_sla = 1 d" in text
+    assert 'RD1ax -->|"reject"| RE1(["REJECTED"])' in text
+    assert 'RD2ax -->|"not sent back"| RE2(["CLOSED"])' in text
+    assert "activities calling the carrier `book_return_label`" in text
+    assert "activities calling the payment service provider `refund_return`" in text
+    assert "`record_exchange`" in text
+    assert "(`decide`)" in text and "(`inspect`)" in text
+    # The numbers come from the return policy.
+    other = render_handbook(returns=ReturnPolicy(inspection_sla=timedelta(hours=12)))
+    assert "timer inspection_sla = 12 h" in other and "inspection_sla = 12 h" not in text
+
+
+def test_handbook_shows_the_new_queues_and_the_pre_order_wait() -> None:
+    text = render_handbook()
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "awaiting inspection" in rows["| Warehouse (`warehouse`)"]
+    assert "pre-sale product's release" in rows["| Purchasing (`purchasing`)"]
+    assert "`return_decision_sla`" in rows["| Customer service (`customer_service`)"]
+    assert "- **Waits in**: the Purchasing queue (`pre_order`)" in text
+    assert "- **Waits in**: the Warehouse queue (`return_inspection`)" in text
+    assert "- **Waits in**: the Customer service queue (`return_decision`)" in text
+    assert "A pre-order whose product is not released yet?" in text
 
 
 @pytest.mark.parametrize(
