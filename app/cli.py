@@ -559,7 +559,9 @@ def docs(
         async def read() -> str:
             conn = await connect(settings.database_url or "")
             try:
-                return render_handbook(settings.order_policy, await read_step_life(conn))
+                return render_handbook(
+                    settings.order_policy, await read_step_life(conn), settings.return_policy
+                )
             finally:
                 await conn.close()
 
