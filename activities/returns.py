@@ -38,6 +38,7 @@ from orderflow.models.returns import (
     ReturnRefundOutcome,
     ReturnStatus,
     ReturnTracking,
+    decision_key,
 )
 from orderflow.settings import Settings
 
@@ -65,10 +66,11 @@ class ReturnActivities(OrderActivities):
 
     @activity.defn(name=ActivityName.ASK_RETURN_DECISION)
     async def ask_return_decision(self, data: ReturnDecisionNeeded) -> None:
-        """A return outside the automatic rules waits in customer service's queue."""
+        """A return outside the automatic rules, or whose label the carrier refused, waits in
+        customer service's queue."""
         event = OrderEvent(
             data.order_id,
-            f"return.{data.return_id}.decision_asked",
+            decision_key(data.return_id, "decision_asked", data.round),
             Step.COMPLETION,
             "return_decision_asked",
             details={"return_id": data.return_id, "why": data.why},
@@ -76,9 +78,11 @@ class ReturnActivities(OrderActivities):
         async with self._effects.claim(event) as claimed:
             if claimed is None:
                 return
+            await repo.mark(claimed.conn, data.return_id, ReturnStatus.REQUESTED, claimed.at)
+            suffix = "" if data.round == 0 else f":{data.round}"
             await claimed.notify_department(
                 department=CUSTOMER_SERVICE,
-                key=f"{data.order_id}:return_decision:{data.return_id}",
+                key=f"{data.order_id}:return_decision:{data.return_id}{suffix}",
                 kind="return_decision_needed",
                 context={"return_id": data.return_id, "why": data.why},
             )
@@ -91,7 +95,7 @@ class ReturnActivities(OrderActivities):
         status = ReturnStatus.APPROVED if decision.approve else ReturnStatus.REJECTED
         event = OrderEvent(
             data.order_id,
-            f"return.{data.return_id}.decided",
+            decision_key(data.return_id, "decided", data.round),
             Step.COMPLETION,
             f"return_{status.lower()}",
             actor=decision.by,

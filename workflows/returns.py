@@ -61,6 +61,8 @@ _SENT = ("IN_TRANSIT", "OUT_FOR_DELIVERY")
 
 # Returns began before exchanges existed never had a replacement to place.
 PATCH_EXCHANGES = "return-exchanges"
+# A label the carrier refuses for good goes to customer service instead of failing the return.
+PATCH_LABEL_REFUSED = "return-label-refused-to-customer-service"
 
 
 def workflow_id_for(return_id: str) -> str:
@@ -80,35 +82,22 @@ class ReturnWorkflow:
         self._inspecting: set[str] = set()
         self._inspected: dict[str, InspectionOutcome] = {}
         self._replacement_order_id: str | None = None
+        # How often customer service has been asked: once for the request, once a refused label.
+        self._round = 0
 
     @workflow.run
     async def run(self, data: ReturnWorkflowInput) -> ReturnView:
         policy = data.policy
         ref = ReturnRef(return_id=data.return_id, order_id=data.order_id)
-        if data.decision_needed:
-            await self._local(
-                ActivityName.ASK_RETURN_DECISION,
-                ReturnDecisionNeeded(
-                    return_id=data.return_id, order_id=data.order_id, why=data.decision_needed
-                ),
-            )
-            await workflow.wait_condition(lambda: self._status != ReturnStatus.REQUESTED)
-            if self._status == ReturnStatus.REJECTED:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                return self.view()
+        if data.decision_needed and not await self._decided(data.decision_needed):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.view()
         if policy.exchange_on == "approval":
             await self._place_replacement()
-        # The deadline the label's mail tells the customer is the one the timer keeps.
-        send_back_by = workflow.now() + policy.send_back_within
-        self._label = await workflow.execute_activity(
-            ActivityName.BOOK_RETURN_LABEL,
-            ReturnLabelInput(
-                return_id=data.return_id, order_id=data.order_id, send_back_by=send_back_by
-            ),
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=SERVICE_RETRY,
-            result_type=ReturnLabel,
-        )
+        send_back_by = await self._book_label()
+        if send_back_by is None:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.view()
         self._status = ReturnStatus.LABEL_SENT
 
         handed_in = await self._wait(
@@ -185,7 +174,10 @@ class ReturnWorkflow:
         await self._local(
             ActivityName.RECORD_RETURN_DECISION,
             ReturnDecisionInput(
-                return_id=self._data.return_id, order_id=self._data.order_id, decision=decision
+                return_id=self._data.return_id,
+                order_id=self._data.order_id,
+                decision=decision,
+                round=self._round,
             ),
         )
         self._status = ReturnStatus.APPROVED if decision.approve else ReturnStatus.REJECTED
@@ -243,6 +235,49 @@ class ReturnWorkflow:
                 raise ApplicationError(f"{sku} is inspected already", type="WrongState")
 
     # ---------------------------------------------------------------- helpers
+    async def _decided(self, why: str) -> bool:
+        """Ask customer service and wait for its answer; True: approved."""
+        self._status = ReturnStatus.REQUESTED
+        self._deciding = False
+        await self._local(
+            ActivityName.ASK_RETURN_DECISION,
+            ReturnDecisionNeeded(
+                return_id=self._data.return_id,
+                order_id=self._data.order_id,
+                why=why,
+                round=self._round,
+            ),
+        )
+        await workflow.wait_condition(lambda: self._status != ReturnStatus.REQUESTED)
+        return self._status != ReturnStatus.REJECTED
+
+    async def _book_label(self) -> datetime | None:
+        """Book the label (the customer's send-back deadline is the one the timer keeps).
+        A carrier that refuses it for good hands the return to customer service, which has
+        it booked again (once the cause is mended) or refuses it; None: refused."""
+        data = self._data
+        while True:
+            send_back_by = workflow.now() + data.policy.send_back_within
+            try:
+                self._label = await workflow.execute_activity(
+                    ActivityName.BOOK_RETURN_LABEL,
+                    ReturnLabelInput(
+                        return_id=data.return_id, order_id=data.order_id, send_back_by=send_back_by
+                    ),
+                    start_to_close_timeout=SERVICE_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
+                    result_type=ReturnLabel,
+                )
+                return send_back_by
+            except ActivityError as err:
+                # Returns begun before this failed here, and must replay as they ran.
+                if not workflow.patched(PATCH_LABEL_REFUSED):
+                    raise
+                cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
+                self._round += 1
+                if not await self._decided(f"the carrier refused the return label: {cause}"):
+                    return None
+
     async def _place_replacement(self) -> None:
         """Record the exchange, then start the replacement order: its id is fixed, so a
         start that meets it running (or ended) is the same order, never a second one."""

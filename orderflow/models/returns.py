@@ -118,12 +118,20 @@ class ReturnDecisionInput(Strict):
     return_id: ReturnId
     order_id: Identifier
     decision: ReturnDecision
+    # Which time customer service is asked (0: the request itself; then each refused label).
+    round: int = Field(default=0, ge=0)
 
 
 class ReturnDecisionNeeded(Strict):
     return_id: ReturnId
     order_id: Identifier
     why: Annotated[str, StringConstraints(max_length=500)]
+    round: int = Field(default=0, ge=0)
+
+
+def decision_key(return_id: str, what: str, round: int) -> str:
+    """The event key of a decision asked or made: the first keeps the key it always had."""
+    return f"return.{return_id}.{what}" if round == 0 else f"return.{return_id}.{what}.{round}"
 
 
 class LineInspection(Strict):
@@ -284,5 +292,6 @@ __all__ = [
     "ReturnTracking",
     "ReturnView",
     "ReturnWorkflowInput",
+    "decision_key",
     "refund_amount",
 ]

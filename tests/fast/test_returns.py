@@ -59,6 +59,8 @@ class Desk:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     served: list[str] = field(default_factory=list)
     refuse_refund: bool = False
+    # How many label bookings the carrier refuses for good before it books one.
+    refuse_labels: int = 0
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -75,6 +77,13 @@ class Desk:
         @activity.defn(name=ActivityName.BOOK_RETURN_LABEL)
         async def label(data: ReturnLabelInput) -> ReturnLabel:
             self.calls.append((ActivityName.BOOK_RETURN_LABEL, data))
+            if self.refuse_labels > 0:
+                self.refuse_labels -= 1
+                raise ApplicationError(
+                    "carrier dhl refused the return label: 404",
+                    type="CarrierRefused",
+                    non_retryable=True,
+                )
             return ReturnLabel(carrier="dhl", tracking_number="DHL-R1", label_url="http://l/1")
 
         @activity.defn(name=ActivityName.RECORD_RETURN_TRACKING)
@@ -359,3 +368,27 @@ async def test_an_exchange_on_arrival_waits_for_the_parcel(running: Running) -> 
     await arrived(handle)
     assert (await handle.query(ReturnWorkflow.view)).replacement_order_id == f"{return_id}-EX"
     assert running.desk.names().count(ActivityName.RECORD_EXCHANGE) == 1
+
+
+async def test_a_label_the_carrier_refuses_goes_to_customer_service(running: Running) -> None:
+    running.desk.refuse_labels = 2
+    handle = await running.start()
+    await status_of(handle, ReturnStatus.REQUESTED)
+    (asked,) = [d for n, d in running.desk.calls if n == ActivityName.ASK_RETURN_DECISION]
+    assert asked.round == 1 and "refused the return label" in asked.why
+    # Booked again on approval: refused once more, asked again, approved, booked.
+    await handle.execute_update(ReturnWorkflow.decide, ReturnDecision(approve=True))
+    await status_of(handle, ReturnStatus.REQUESTED)
+    await handle.execute_update(ReturnWorkflow.decide, ReturnDecision(approve=True))
+    await status_of(handle, ReturnStatus.LABEL_SENT)
+    rounds = [d.round for n, d in running.desk.calls if n == ActivityName.RECORD_RETURN_DECISION]
+    assert rounds == [1, 2]
+    assert running.desk.names().count(ActivityName.BOOK_RETURN_LABEL) == 3
+
+    running.desk.refuse_labels = 1
+    refused = await running.start()
+    await status_of(refused, ReturnStatus.REQUESTED)
+    await refused.execute_update(
+        ReturnWorkflow.decide, ReturnDecision(approve=False, note="no carrier serves it")
+    )
+    assert (await refused.result()).status == ReturnStatus.REJECTED

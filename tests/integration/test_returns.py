@@ -355,3 +355,40 @@ async def test_the_same_request_key_answers_with_the_same_return(stack: Stack) -
         headers={"Idempotency-Key": f"ret-{order_id}-2"},
     )
     assert other.status_code == 202 and other.json()["return_id"] == f"{order_id}-2"
+
+
+async def test_a_label_the_carrier_refuses_waits_for_customer_service(stack: Stack) -> None:
+    sku = await new_sku(stack.pool, 5, prefix="RTL")
+    body = await delivered(stack, [(sku, 1)])
+    order_id = body["order_id"]
+    carrier = await stack.pool.fetchval(
+        "SELECT carrier FROM shipments WHERE order_id = $1", order_id
+    )
+    # The carrier the parcel came with is unknown to the carrier's API now (404, for good).
+    await stack.pool.execute("UPDATE shipments SET carrier = 'gone' WHERE order_id = $1", order_id)
+    response = await ask_return(stack, order_id, [(sku, 1)])
+    assert response.status_code == 202, response.text
+    return_id = response.json()["return_id"]
+    await return_row(stack, return_id, "REQUESTED")
+    queue = await stack.http("GET", "/departments/customer_service/queue", role="admin")
+    (item,) = [i for i in queue.json()["items"] if i["ref"] == return_id]
+    assert item["kind"] == "return_decision" and item["order_id"] == order_id
+    asked = await stack.pool.fetchval(
+        """SELECT details ->> 'why' FROM order_events
+           WHERE order_id = $1 AND kind = 'return_decision_asked'""",
+        order_id,
+    )
+    assert "refused the return label" in asked
+
+    await stack.pool.execute(
+        "UPDATE shipments SET carrier = $2 WHERE order_id = $1", order_id, carrier
+    )
+    decided = await stack.http(
+        "POST",
+        f"/returns/{return_id}/decision",
+        role="admin",
+        json={"decision": "approve", "note": "carrier mended"},
+    )
+    assert decided.status_code == 200, decided.text
+    row = await return_row(stack, return_id, "LABEL_SENT")
+    assert row["carrier"] == carrier and row["tracking_number"]

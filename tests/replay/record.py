@@ -415,8 +415,11 @@ async def marketplace_poller_placed_orders(stack: Stack) -> str:
     return poller_id(MARKETPLACE)
 
 
-async def _returned(stack: Stack, *, returnable: bool, resolution: str = "refund") -> str:
-    """A delivered order's return asked for over the API; its return id."""
+async def _returned(
+    stack: Stack, *, returnable: bool, resolution: str = "refund", carrier: str | None = None
+) -> str:
+    """A delivered order's return asked for over the API (its parcel's carrier changed to
+    `carrier` first, if given); its return id."""
     sku = f"SKU-RET-{uuid.uuid4().hex[:8].upper()}"
     async with stack.pool.acquire() as conn:
         await catalogue.upsert_product(
@@ -432,6 +435,10 @@ async def _returned(stack: Stack, *, returnable: bool, resolution: str = "refund
     order = Order.model_validate(order_json(items=[(sku, 1)]))
     await stack.storefront.place_order(order)
     await wait_for_status(stack.pool, order.order_id, "COMPLETED")
+    if carrier is not None:
+        await stack.pool.execute(
+            "UPDATE shipments SET carrier = $2 WHERE order_id = $1", order.order_id, carrier
+        )
     asked = await stack.http(
         "POST",
         f"/orders/{order.order_id}/returns",
@@ -465,6 +472,28 @@ async def return_exchanged(stack: Stack) -> str:
     """A return of an exchanged line: the replacement order started on approval, the parcel
     back and restocked, nothing refunded (EXCHANGED)."""
     return_id = await _returned(stack, returnable=True, resolution="exchange")
+    return await _sent_back_and_restocked(stack, return_id)
+
+
+async def return_label_refused_then_approved(stack: Stack) -> str:
+    """The carrier refused the return label for good; customer service approved it again
+    once the carrier was mended, and the return went on to its refund."""
+    return_id = await _returned(stack, returnable=True, carrier="gone")
+    await _return_status(stack, return_id, "REQUESTED")
+    order_id = await stack.pool.fetchval(
+        "SELECT order_id FROM returns WHERE return_id = $1", return_id
+    )
+    await stack.pool.execute(
+        """UPDATE shipments SET carrier = (SELECT code FROM carriers ORDER BY code LIMIT 1)
+           WHERE order_id = $1""",
+        order_id,
+    )
+    await stack.http(
+        "POST",
+        f"/returns/{return_id}/decision",
+        role="admin",
+        json={"decision": "approve", "note": "carrier mended"},
+    )
     return await _sent_back_and_restocked(stack, return_id)
 
 
@@ -520,6 +549,7 @@ SERVICE_SCENARIOS: dict[str, Callable[[Stack], Awaitable[str]]] = {
     "return_refunded": return_refunded,
     "return_rejected_by_customer_service": return_rejected_by_customer_service,
     "return_exchanged": return_exchanged,
+    "return_label_refused_then_approved": return_label_refused_then_approved,
 }
 
 
