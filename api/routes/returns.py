@@ -4,6 +4,9 @@ order back; the warehouse records what it found in the parcel.
 A request is checked and written in one transaction that holds the order's row lock, so of
 two requests for the same line only the first finds it still returnable; only then is its
 workflow started. A refused request starts nothing.
+
+Operators find returns across orders: `GET /returns` (by status and order, newest first, a
+page at a time) and `GET /returns/{return_id}`, in the shape of the order's own list.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -21,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal, require
 from api.deps import order_status_or_404, pool_of, settings_of
+from api.pagination import Page, page_params, paged
 from db.repositories import returns as repo
 from orderflow.models.returns import (
     InspectionReport,
@@ -173,6 +177,52 @@ async def list_returns(
     await order_status_or_404(request, order_id)
     rows = await repo.returns_of_order(pool_of(request), order_id)
     return [_record(dict(r)) for r in rows]
+
+
+@router.get("/returns", response_model=list[ReturnRecord])
+async def returns_across_orders(
+    request: Request,
+    response: Response,
+    _: Annotated[Principal, Depends(require("admin", "warehouse"))],
+    page: Annotated[Page, Depends(page_params)],
+    return_status: Annotated[
+        ReturnStatus | None, Query(alias="status", description="Only returns in this status.")
+    ] = None,
+    order_id: Annotated[
+        str | None, Query(max_length=200, description="Only this order's returns.")
+    ] = None,
+) -> list[ReturnRecord]:
+    """Returns across orders, newest first, a page at a time (`limit`, `cursor`; the next in
+    `X-Next-Cursor`)."""
+    after = page.after("time", "text", "int")
+    found = await repo.list_returns(
+        pool_of(request),
+        status=return_status,
+        order_id=order_id,
+        limit=page.limit + 1,
+        after=(after[0], after[1], after[2]) if after else None,
+    )
+    rows = paged(
+        found, page, request, response, lambda r: (r["requested_at"], r["order_id"], r["n"])
+    )
+    return [_record(dict(r)) for r in rows]
+
+
+@router.get("/returns/{return_id}", response_model=ReturnRecord)
+async def show_return(
+    return_id: str,
+    request: Request,
+    _: Annotated[Principal, Depends(require("admin", "warehouse", "storefront"))],
+) -> ReturnRecord:
+    """One return, as its order's list shows it."""
+    pool = pool_of(request)
+    row = await repo.return_of(pool, return_id)
+    if row is not None:
+        for found in await repo.returns_of_order(pool, row["order_id"]):
+            if found["return_id"] == return_id:
+                return _record(dict(found))
+    # Unknown, or withdrawn between the two reads (its workflow could not be started).
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"return {return_id} not found")
 
 
 @router.post("/returns/{return_id}/decision", response_model=ReturnView)

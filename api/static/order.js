@@ -66,14 +66,22 @@ const WORDS = {
     return_none: "Choose at least one item to return.",
     return_asked: "Return {id} is on its way: we send you the return label by e-mail.",
     return_waits: "Return {id} is being checked by our customer service; we will write to you.",
+    return_resolution: "Money back or a replacement",
+    resolution_refund: "money back", resolution_exchange: "replacement",
+    return_exchange_asked: "For the items you exchange, we send you a replacement order, {order}, at no charge; its own e-mail has the link to follow it.",
+    return_exchange_waits: "If the return is approved, we send you the items you exchange as order {order}, at no charge; its own e-mail has the link to follow it.",
     return_line: "Return {id}: {status}", returns_heading: "Your returns",
+    return_item: "{quantity} × {name}: {resolution}",
+    return_replacement: "Replacement: order {order} (its own e-mail has the link to follow it)",
     return_REQUESTED: "being checked", return_APPROVED: "approved", return_LABEL_SENT: "label sent",
     return_IN_TRANSIT: "on its way back", return_ARRIVED: "arrived, being inspected",
     return_INSPECTED: "inspected", return_REFUNDED: "refunded", return_CLOSED: "closed",
-    return_REJECTED: "not accepted",
+    return_REJECTED: "not accepted", return_EXCHANGED: "exchanged",
     event_return_label_booked: "A return label was sent", event_return_in_transit: "Your return is on its way back",
     event_return_arrived: "Your return arrived", event_return_refunded: "Your return was refunded",
     event_return_not_sent_back: "Your return was closed",
+    event_return_exchange_placed: "A replacement order was placed for your exchange",
+    event_return_exchanged: "Your return was exchanged",
     refused: "Not possible: {detail}", sending: "Sending…",
     items: "Items", item: "Item", quantity: "Qty", price: "Price", total: "Total",
     shipping_to: "Shipping to", delivery: "Delivery", carrier: "Carrier",
@@ -136,14 +144,22 @@ const WORDS = {
     return_none: "Wählen Sie mindestens einen Artikel zum Zurücksenden.",
     return_asked: "Rücksendung {id} ist angelegt: Das Rücksendeetikett kommt per E-Mail.",
     return_waits: "Rücksendung {id} wird von unserem Kundenservice geprüft; wir schreiben Ihnen.",
+    return_resolution: "Geld zurück oder Ersatz",
+    resolution_refund: "Geld zurück", resolution_exchange: "Ersatz",
+    return_exchange_asked: "Für den Umtausch schicken wir Ihnen kostenlos eine Ersatzbestellung, {order}; deren eigene E-Mail enthält den Link, um sie zu verfolgen.",
+    return_exchange_waits: "Wird die Rücksendung genehmigt, schicken wir Ihnen die umgetauschten Artikel kostenlos als Bestellung {order}; deren eigene E-Mail enthält den Link, um sie zu verfolgen.",
     return_line: "Rücksendung {id}: {status}", returns_heading: "Ihre Rücksendungen",
+    return_item: "{quantity} × {name}: {resolution}",
+    return_replacement: "Ersatz: Bestellung {order} (den Link finden Sie in deren eigener E-Mail)",
     return_REQUESTED: "wird geprüft", return_APPROVED: "genehmigt", return_LABEL_SENT: "Etikett verschickt",
     return_IN_TRANSIT: "auf dem Rückweg", return_ARRIVED: "angekommen, wird geprüft",
     return_INSPECTED: "geprüft", return_REFUNDED: "erstattet", return_CLOSED: "geschlossen",
-    return_REJECTED: "nicht angenommen",
+    return_REJECTED: "nicht angenommen", return_EXCHANGED: "umgetauscht",
     event_return_label_booked: "Ein Rücksendeetikett wurde verschickt", event_return_in_transit: "Ihre Rücksendung ist unterwegs",
     event_return_arrived: "Ihre Rücksendung ist angekommen", event_return_refunded: "Ihre Rücksendung wurde erstattet",
     event_return_not_sent_back: "Ihre Rücksendung wurde geschlossen",
+    event_return_exchange_placed: "Für Ihren Umtausch wurde eine Ersatzbestellung angelegt",
+    event_return_exchanged: "Ihre Rücksendung wurde umgetauscht",
     refused: "Nicht möglich: {detail}", sending: "Wird gesendet …",
     items: "Artikel", item: "Artikel", quantity: "Menge", price: "Preis", total: "Summe",
     shipping_to: "Lieferadresse", delivery: "Lieferung", carrier: "Versanddienst",
@@ -192,14 +208,22 @@ const WORDS = {
     return_none: "请至少选择一件要退的商品。",
     return_asked: "退货 {id} 已受理：退货标签将通过电子邮件发送给您。",
     return_waits: "退货 {id} 正在由客服审核，我们会写信告知您。",
+    return_resolution: "退款或换货",
+    resolution_refund: "退款", resolution_exchange: "换货",
+    return_exchange_asked: "换货的商品将作为订单 {order} 免费寄给您；该订单自己的邮件中有查看它的链接。",
+    return_exchange_waits: "退货获批后，换货的商品将作为订单 {order} 免费寄给您；该订单自己的邮件中有查看它的链接。",
     return_line: "退货 {id}：{status}", returns_heading: "您的退货",
+    return_item: "{quantity} × {name}：{resolution}",
+    return_replacement: "换货：订单 {order}（查看链接见该订单自己的邮件）",
     return_REQUESTED: "审核中", return_APPROVED: "已批准", return_LABEL_SENT: "标签已发送",
     return_IN_TRANSIT: "寄回途中", return_ARRIVED: "已到达，检验中",
     return_INSPECTED: "已检验", return_REFUNDED: "已退款", return_CLOSED: "已关闭",
-    return_REJECTED: "未受理",
+    return_REJECTED: "未受理", return_EXCHANGED: "已换货",
     event_return_label_booked: "退货标签已发送", event_return_in_transit: "您的退货正在寄回",
     event_return_arrived: "您的退货已到达", event_return_refunded: "您的退货已退款",
     event_return_not_sent_back: "您的退货已关闭",
+    event_return_exchange_placed: "已为您的换货创建补发订单",
+    event_return_exchanged: "您的退货已完成换货",
     refused: "无法完成：{detail}", sending: "正在发送…",
     items: "商品", item: "商品", quantity: "数量", price: "价格", total: "合计",
     shipping_to: "收货地址", delivery: "配送", carrier: "承运商",
@@ -474,7 +498,8 @@ function showActions(actions) {
   );
 }
 
-// One row per line of the order: how many of it to send back (none by default).
+// One row per line of the order: how many of it to send back (none by default), and whether
+// the customer wants the money back (the default) or the same item again.
 function renderReturnLines(order) {
   const body = document.querySelector("#return-lines tbody");
   if (body.dataset.order === order.order_id) return;
@@ -493,9 +518,27 @@ function renderReturnLines(order) {
     input.dataset.sku = line.sku;
     input.setAttribute("aria-label", `${t("return_quantity")}: ${line.name || line.sku}`);
     cell.append(input);
-    row.append(name, cell);
+    const choice = document.createElement("td");
+    const select = document.createElement("select");
+    select.dataset.sku = line.sku;
+    select.setAttribute("aria-label", `${t("return_resolution")}: ${line.name || line.sku}`);
+    for (const resolution of ["refund", "exchange"]) {
+      const option = document.createElement("option");
+      option.value = resolution;
+      // Through data-i18n, so that a language chosen by the order later renames them too.
+      option.dataset.i18n = `resolution_${resolution}`;
+      option.textContent = t(`resolution_${resolution}`);
+      select.append(option);
+    }
+    choice.append(select);
+    row.append(name, cell, choice);
     body.append(row);
   }
+}
+
+function itemName(sku) {
+  const line = ((state.order && state.order.items) || []).find((item) => item.sku === sku);
+  return (line && line.name) || sku;
 }
 
 async function loadReturns() {
@@ -505,10 +548,33 @@ async function loadReturns() {
     list.textContent = "";
     for (const item of data) {
       const entry = document.createElement("li");
-      entry.textContent = t("return_line", {
+      entry.dataset.returnId = item.return_id;
+      entry.append(t("return_line", {
         id: item.return_id,
         status: t(`return_${item.status}`) || item.status,
-      });
+      }));
+      const lines = document.createElement("ul");
+      for (const line of item.lines || []) {
+        const row = document.createElement("li");
+        row.dataset.sku = line.sku;
+        row.dataset.resolution = line.resolution || "refund";
+        row.textContent = t("return_item", {
+          quantity: line.quantity,
+          name: itemName(line.sku),
+          resolution: t(`resolution_${line.resolution || "refund"}`) || line.resolution,
+        });
+        lines.append(row);
+      }
+      entry.append(lines);
+      if (item.replacement_order_id) {
+        // No link: the replacement's page opens only with its own token, which only the
+        // server can make; the replacement's confirmation e-mail carries that link.
+        const replacement = document.createElement("p");
+        replacement.className = "replacement";
+        replacement.dataset.orderId = item.replacement_order_id;
+        replacement.textContent = t("return_replacement", { order: item.replacement_order_id });
+        entry.append(replacement);
+      }
       list.append(entry);
     }
     $("returns-box").hidden = data.length === 0;
@@ -534,7 +600,7 @@ function eventItem(event) {
   time.textContent = when(event.at);
   item.append(time, eventText(event));
   const d = event.details || {};
-  const extra = [d.tracking_number, d.ticket_id].filter(Boolean).join(" · ");
+  const extra = [d.tracking_number, d.ticket_id, d.replacement_order_id].filter(Boolean).join(" · ");
   if (extra) item.append(` (${extra})`);
   return item;
 }
@@ -751,8 +817,12 @@ function wireActions() {
 
   $("return-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const lines = [...document.querySelectorAll("#return-lines input")]
-      .map((input) => ({ sku: input.dataset.sku, quantity: Number(input.value) }))
+    const lines = [...document.querySelectorAll("#return-lines tbody tr")]
+      .map((row) => ({
+        sku: row.querySelector("input").dataset.sku,
+        quantity: Number(row.querySelector("input").value),
+        resolution: row.querySelector("select").value,
+      }))
       .filter((line) => line.quantity > 0);
     const reason = $("return-reason").value.trim();
     if (!lines.length) {
@@ -766,8 +836,16 @@ function wireActions() {
       ({ data }) => {
         $("return-reason").value = "";
         for (const input of document.querySelectorAll("#return-lines input")) input.value = "0";
+        for (const select of document.querySelectorAll("#return-lines select")) select.value = "refund";
         loadReturns();
-        return t(data.status === "REQUESTED" ? "return_waits" : "return_asked", { id: data.return_id });
+        const waits = data.status === "REQUESTED";
+        const said = t(waits ? "return_waits" : "return_asked", { id: data.return_id });
+        if (!data.replacement_order_id) return said;
+        // Placed only once the return is approved: customer service may still refuse it.
+        const exchange = t(waits ? "return_exchange_waits" : "return_exchange_asked", {
+          order: data.replacement_order_id,
+        });
+        return `${said} ${exchange}`;
       });
   });
 

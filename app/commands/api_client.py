@@ -25,7 +25,7 @@ def call_api(
     content: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> Any:
-    return _send(method, path, role=role, body=body, content=content, headers=headers).json()
+    return send_request(method, path, role=role, body=body, content=content, headers=headers).json()
 
 
 def call_api_pages(
@@ -36,7 +36,7 @@ def call_api_pages(
     rows: list[Any] = []
     params: dict[str, Any] = {**(filters or {}), "limit": 200}
     while True:
-        response = _send("GET", path, role=role, params=params)
+        response = send_request("GET", path, role=role, params=params)
         rows.extend(response.json())
         cursor = response.headers.get("X-Next-Cursor")
         if not cursor:
@@ -44,7 +44,7 @@ def call_api_pages(
         params = {**(filters or {}), "limit": 200, "cursor": cursor}
 
 
-def _send(
+def send_request(
     method: str,
     path: str,
     *,
@@ -54,6 +54,7 @@ def _send(
     headers: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
 ) -> httpx.Response:
+    """One request to the API as `role`; a refusal prints its detail and exits 1."""
     settings = get_settings()
     sent = dict(headers or {})
     if role is not None:

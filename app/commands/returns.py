@@ -1,32 +1,22 @@
 """`orderflow returns list|show|request|decide|inspect`: returns of delivered orders, for
 customer service (admin) and the warehouse.
 
-`list` reads PostgreSQL (DATABASE_URL, or the running stack's, as `orderflow report` does):
-the API lists returns one order at a time only. The others go through the API with the
-role's token: `inspect` as warehouse, the rest as admin; a refusal prints its detail and
-exits 1.
+Every command goes through the API with the role's token: `inspect` as warehouse, the rest
+as admin; a refusal prints its detail and exits 1, an unreachable API exits 2.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import asyncpg
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from app.commands.api_client import call_api, print_json
-from db.pool import connect
-from db.repositories import returns as repo
+from app.commands.api_client import call_api, print_json, send_request
 from orderflow.models.returns import ReturnStatus
-from orderflow.redact import redact_url
-from orderflow.settings import get_settings
 
 app = typer.Typer(
     help="Returns of delivered orders: list, request, decide, inspect.", no_args_is_help=True
@@ -40,6 +30,8 @@ OUTCOMES = ("restock", "dispose")
 # The API's bounds, checked here too so a slip is a usage error, not a validation dump.
 REASON_MAX = 500
 NOTE_MAX = 2000
+# The most rows the API gives in one page; `list --limit` beyond it follows the cursors.
+PAGE_MAX = 200
 
 
 def _pairs(given: list[str], what: str) -> list[tuple[str, str]]:
@@ -63,23 +55,20 @@ def _note(note: str | None) -> dict[str, str]:
     return {"note": note}
 
 
-def _record(row: asyncpg.Record) -> dict[str, Any]:
-    """A row of `list_returns` in the shape `GET /orders/{order_id}/returns` gives."""
-    refund = row["refund_amount"]
-    requested: datetime = row["requested_at"]
-    return {
-        "return_id": row["return_id"],
-        "order_id": row["order_id"],
-        "status": row["status"],
-        "resolution": row["resolution"],
-        "reason": row["reason"],
-        "requested_at": requested.isoformat(),
-        "carrier": row["carrier"],
-        "tracking_number": row["tracking_number"],
-        "label_url": row["label_url"],
-        "refund_amount": None if refund is None else str(refund),
-        "lines": list(row["lines"]),
-    }
+def _newest(filters: dict[str, str], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` returns from `GET /returns`, newest first, page by page; and whether
+    more follow."""
+    records: list[dict[str, Any]] = []
+    params: dict[str, Any] = dict(filters)
+    while True:
+        # Only as many as still wanted: a short list costs one small page.
+        params["limit"] = min(limit - len(records), PAGE_MAX)
+        response = send_request("GET", "/returns", role="admin", params=params)
+        records.extend(response.json())
+        cursor = response.headers.get("X-Next-Cursor")
+        if not cursor or len(records) >= limit:
+            return records, bool(cursor)
+        params["cursor"] = cursor
 
 
 def _lines(lines: list[dict[str, Any]]) -> str:
@@ -102,37 +91,20 @@ def list_command(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Returns across orders, newest first, from the database."""
+    """Returns across orders, newest first."""
+    filters: dict[str, str] = {}
     if status is not None:
         status = status.upper()
         if status not in STATUSES:
             raise typer.BadParameter(f"status must be one of {', '.join(STATUSES)}")
-    settings = get_settings()
-    if not settings.database_url:
-        console.print("[red]DATABASE_URL is not set (nor a running stack's)[/]")
-        raise typer.Exit(2)
-
-    async def read(url: str) -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            rows = await repo.list_returns(conn, status=status, order_id=order_id, limit=limit)
-        finally:
-            await conn.close()
-        return [_record(r) for r in rows]
-
-    try:
-        records = asyncio.run(read(settings.database_url))
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        console.print(
-            f"[red]cannot read returns from {redact_url(settings.database_url)}: "
-            f"{escape(str(exc))}[/]",
-            highlight=False,
-        )
-        raise typer.Exit(2) from None
+        filters["status"] = status
+    if order_id is not None:
+        filters["order_id"] = order_id
+    records, more = _newest(filters, limit)
     if as_json:
         print_json(records)
         return
-    shown = "" if len(records) < limit else f", the newest {limit} (--limit for more)"
+    shown = f", the newest {limit} (--limit for more)" if more else ""
     table = Table(title=f"returns{f' ({status})' if status else ''}: {len(records)}{shown}")
     # Ids whole on one line, so they can be copied to `show`, `decide`, `inspect`.
     for column in ("return", "order", "status"):
@@ -157,15 +129,7 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One return: status, lines and their inspection, label and refund."""
-    # A return id is `<order_id>-<n>`: the order's list holds it.
-    order_id, _, n = return_id.rpartition("-")
-    found = None
-    if order_id and n.isdigit():
-        listed = call_api("GET", f"/orders/{quote(order_id, safe='')}/returns", role="admin")
-        found = next((r for r in listed if r["return_id"] == return_id), None)
-    if found is None:
-        console.print(f"[red]return {escape(return_id)} not found[/]", highlight=False)
-        raise typer.Exit(1)
+    found = call_api("GET", f"/returns/{quote(return_id, safe='')}", role="admin")
     if as_json:
         print_json(found)
         return

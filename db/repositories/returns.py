@@ -350,9 +350,12 @@ async def list_returns(
     status: ReturnStatus | str | None = None,
     order_id: str | None = None,
     limit: int = 50,
+    after: tuple[datetime, str, int] | None = None,
 ) -> list[asyncpg.Record]:
     """Returns across orders, newest first, each with its lines (`lines`, a JSON list as in
-    `returns_of_order`); only those in `status` and of `order_id` when given."""
+    `returns_of_order`); only those in `status` and of `order_id` when given, and only those
+    after `after` (a row's `requested_at`, `order_id`, `n`: the last of the previous page)."""
+    at, after_order, after_n = after if after is not None else (None, None, None)
     return await conn.fetch(
         """SELECT r.*, (SELECT coalesce(jsonb_agg(jsonb_build_object(
                     'sku', l.sku, 'quantity', l.quantity, 'unit_price', l.unit_price::text,
@@ -361,9 +364,16 @@ async def list_returns(
                   FROM return_lines l WHERE l.return_id = r.return_id) AS lines
            FROM returns r
            WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.order_id = $2)
+             -- Spelled out: the sort mixes directions, so no row comparison states it.
+             AND ($4::timestamptz IS NULL OR r.requested_at < $4
+                  OR (r.requested_at = $4
+                      AND (r.order_id > $5 OR (r.order_id = $5 AND r.n < $6))))
            ORDER BY r.requested_at DESC, r.order_id, r.n DESC
            LIMIT $3""",
         None if status is None else str(status),
         order_id,
         limit,
+        at,
+        after_order,
+        after_n,
     )

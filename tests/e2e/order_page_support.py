@@ -134,6 +134,10 @@ class OrderPage:
     def choose(self, element_id: str, value: str) -> None:
         Select(self.driver.find_element(By.ID, element_id)).select_by_value(value)
 
+    def choose_in(self, css: str, value: str) -> None:
+        """Pick `value` in the select matched by `css`, for selects made per line (no id)."""
+        Select(self.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value)
+
     def rate(self, stars: int) -> None:
         self.driver.find_element(By.CSS_SELECTOR, f'input[name="rating"][value="{stars}"]').click()
 

@@ -1,9 +1,11 @@
 """The fast workflow tier: `OrderWorkflow` on the time-skipping test server with in-memory stub
 activities (`tests/fast/shop.py`); no PostgreSQL, no dev server, no HTTP.
 
-One test server serves the whole tier (starting one costs about a second); each test gets a
+One test server serves each module (starting one costs about a second); each test gets a
 fresh fake shop and a worker on a task queue of its own, so tests share nothing but the
 server's clock, which only ever moves forward and which no test reads from the wall clock.
+A server per module, not per tier: a workflow one module leaves behind cannot have its
+timer fire, without a worker, while another module waits, which stops this server's clock.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_SECONDS))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def skipping_server() -> AsyncIterator[SkippingServer]:
     server = SkippingServer()
     try:

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -129,6 +133,7 @@ class Running:
     env: WorkflowEnvironment
     desk: Desk
     task_queue: str
+    started: list[WorkflowHandle[ReturnWorkflow, ReturnView]] = field(default_factory=list)
 
     async def start(self, **changes: Any) -> WorkflowHandle[ReturnWorkflow, ReturnView]:
         return_id = f"T-{uuid.uuid4().hex[:8]}-1"
@@ -144,9 +149,28 @@ class Running:
             shipping_share=Decimal("4.90"),
             policy=POLICY,
         ).model_copy(update=changes)
-        return await self.env.client.start_workflow(
+        handle = await self.env.client.start_workflow(
             ReturnWorkflow.run, data, id=workflow_id_for(return_id), task_queue=self.task_queue
         )
+        self.started.append(handle)
+        return handle
+
+    async def stop_the_rest(self) -> None:
+        """Terminate the returns a test left waiting. Left running after their worker is gone,
+        a later test's wait lets this server skip to one of their timers, whose workflow task
+        then waits for a worker forever, and the server's clock stands still."""
+        for handle in self.started:
+            # Terminated with a workflow task in flight, this server keeps time locked too:
+            # each is let finish its task first.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                described = await handle.describe()
+                if described.status != WorkflowExecutionStatus.RUNNING:
+                    break
+                if not described.raw_description.HasField("pending_workflow_task"):
+                    await handle.terminate(reason="the test is over")
+                    break
+                await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -160,7 +184,9 @@ async def running(fast_env: WorkflowEnvironment) -> AsyncIterator[Running]:
         activities=desk.activities(),
         workflow_runner=SANDBOX,
     ):
-        yield Running(fast_env, desk, queue)
+        running = Running(fast_env, desk, queue)
+        yield running
+        await running.stop_the_rest()
 
 
 async def status_of(

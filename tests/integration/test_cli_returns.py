@@ -1,6 +1,6 @@
-"""`orderflow returns` against the real API and database: a return requested, listed,
-shown, inspected and refunded from the command line; customer service's decision; refusals
-printed on one line with a non-zero exit."""
+"""`orderflow returns` against the real API: a return requested, listed, shown, inspected and
+refunded from the command line; customer service's decision; refusals printed on one line
+with a non-zero exit."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from app.cli import app
+from app.commands import returns as returns_command
 from orderflow.models import OrderPolicy
 from orderflow.settings import get_settings
 from tests.helpers import order_json, wait_for_status
@@ -24,6 +25,8 @@ from tests.integration.inventory_support import new_sku
 from tests.servers import Stack, running_stack
 
 pytestmark = pytest.mark.integration
+
+UNREACHABLE_DATABASE = "postgresql://orderflow:secret@127.0.0.1:9/orderflow"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,9 @@ async def stack(temporal_env: WorkflowEnvironment, database_url: str) -> AsyncIt
 @pytest.fixture
 def cli(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.setenv("ORDERFLOW_API_URL", f"http://127.0.0.1:{stack.settings.api_port}")
-    monkeypatch.setenv("DATABASE_URL", stack.database_url)
+    # Every command goes through the API: a database the CLI could reach would hide one
+    # that does not.
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE_DATABASE)
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()
@@ -117,6 +122,16 @@ async def test_a_return_requested_inspected_and_refunded_from_the_command_line(
     assert table.exit_code == 0, table.output
     assert return_id in table.output and f"{order_id}-2" in table.output
     assert "LABEL_SENT" in table.output
+    newest = await _run(cli, "list", "--order", order_id, "--limit", "1")
+    assert newest.exit_code == 0, newest.output
+    assert f"{order_id}-2" in newest.output and return_id not in newest.output
+    assert "the newest 1 (--limit for more)" in newest.output
+    assert "--limit for more" not in table.output
+    # A --limit beyond one page of the API follows its cursors (a page of one here).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(returns_command, "PAGE_MAX", 1)
+        paged = await _ok(cli, "list", "--order", order_id, "--limit", "5", "--json")
+    assert [r["return_id"] for r in paged] == [f"{order_id}-2", return_id]
 
     early = await _run(cli, "inspect", return_id, f"{sku}=restock")
     _refused(early, 409, "not awaiting inspection")
@@ -195,17 +210,19 @@ async def test_customer_service_decides_and_bad_requests_are_refused(
     assert approved["status"] in ("APPROVED", "LABEL_SENT")
     await in_status(stack, again["return_id"], "LABEL_SENT")
 
-    missing = await _run(cli, "show", f"{order_id}-9")
-    assert missing.exit_code == 1 and f"return {order_id}-9 not found" in missing.output
-    assert (await _run(cli, "show", "nonsense")).exit_code == 1
+    _refused(await _run(cli, "show", f"{order_id}-9"), 404, f"return {order_id}-9 not found")
+    _refused(await _run(cli, "show", "nonsense"), 404, "return nonsense not found")
 
 
-def test_an_unreachable_database_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgresql://orderflow:secret@127.0.0.1:9/orderflow")
+@pytest.mark.parametrize("command", [["list"], ["show", "A-1001-1"]])
+def test_an_unreachable_api_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("ORDERFLOW_API_URL", "http://127.0.0.1:9")
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["returns", "list"])
+        result = CliRunner().invoke(app, ["returns", *command])
     finally:
         get_settings.cache_clear()
-    assert result.exit_code == 2
-    assert "cannot read returns from" in result.output and "secret" not in result.output
+    assert result.exit_code == 2, result.output
+    assert "cannot reach the API" in result.output and "Traceback" not in result.output
