@@ -315,6 +315,11 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = 200
     worker_max_concurrent_local_activities: int = 200
     worker_max_cached_workflows: int = 2000
+    # Workflow task polls in flight, and the share of them for the task queue itself (new
+    # orders' first tasks) rather than this worker's sticky queue (orders under way): a
+    # larger share serves placements sooner under load, later steps later.
+    worker_workflow_task_polls: int = Field(default=5, ge=2, le=100)
+    worker_nonsticky_to_sticky_poll_ratio: float = Field(default=0.6, gt=0, le=1)
     # off: workflow code runs unsandboxed, the cheapest per order (workers/order_worker.py
     # says what keeps it deterministic) | passthrough: the SDK sandbox's checks without its
     # re-import of the workflow modules for every run | sandbox: both, as the tests run it.

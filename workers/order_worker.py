@@ -10,11 +10,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker import (
+    PollerBehaviorSimpleMaximum,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.cancellation import CancellationActivities
@@ -135,7 +141,19 @@ def build_worker(
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=workflow_runner(settings),
+        **workflow_task_polls(settings),
     )
+
+
+def workflow_task_polls(settings: Settings) -> dict[str, Any]:
+    """How the worker polls for workflow tasks: its polls in flight, and their share for the
+    task queue (new orders' first tasks) against its sticky queue (orders under way)."""
+    return {
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(
+            maximum=settings.worker_workflow_task_polls
+        ),
+        "nonsticky_to_sticky_poll_ratio": settings.worker_nonsticky_to_sticky_poll_ratio,
+    }
 
 
 @contextlib.asynccontextmanager
