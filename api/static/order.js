@@ -82,6 +82,9 @@ const WORDS = {
     event_return_not_sent_back: "Your return was closed",
     event_return_exchange_placed: "A replacement order was placed for your exchange",
     event_return_exchanged: "Your return was exchanged",
+    event_pre_order_waiting: "A pre-order: it ships after the release on {date}",
+    event_pre_order_release_moved: "The release date moved to {date}",
+    event_pre_order_released: "Released: your order is being prepared",
     refused: "Not possible: {detail}", sending: "Sending…",
     items: "Items", item: "Item", quantity: "Qty", price: "Price", total: "Total",
     shipping_to: "Shipping to", delivery: "Delivery", carrier: "Carrier",
@@ -160,6 +163,9 @@ const WORDS = {
     event_return_not_sent_back: "Ihre Rücksendung wurde geschlossen",
     event_return_exchange_placed: "Für Ihren Umtausch wurde eine Ersatzbestellung angelegt",
     event_return_exchanged: "Ihre Rücksendung wurde umgetauscht",
+    event_pre_order_waiting: "Vorbestellung: Versand nach dem Erscheinen am {date}",
+    event_pre_order_release_moved: "Der Erscheinungstermin wurde auf {date} verschoben",
+    event_pre_order_released: "Erschienen: Ihre Bestellung wird vorbereitet",
     refused: "Nicht möglich: {detail}", sending: "Wird gesendet …",
     items: "Artikel", item: "Artikel", quantity: "Menge", price: "Preis", total: "Summe",
     shipping_to: "Lieferadresse", delivery: "Lieferung", carrier: "Versanddienst",
@@ -224,6 +230,9 @@ const WORDS = {
     event_return_not_sent_back: "您的退货已关闭",
     event_return_exchange_placed: "已为您的换货创建补发订单",
     event_return_exchanged: "您的退货已完成换货",
+    event_pre_order_waiting: "预购：将在 {date} 发布后发货",
+    event_pre_order_release_moved: "发布日期已改为 {date}",
+    event_pre_order_released: "已发布：正在为您备货",
     refused: "无法完成：{detail}", sending: "正在发送…",
     items: "商品", item: "商品", quantity: "数量", price: "价格", total: "合计",
     shipping_to: "收货地址", delivery: "配送", carrier: "承运商",
@@ -584,7 +593,9 @@ async function loadReturns() {
 }
 
 function eventText(event) {
-  const label = t(`event_${event.kind}`);
+  // A pre-order's events name the release date they wait for.
+  const release = (event.details || {}).release_at;
+  const label = t(`event_${event.kind}`, { date: release ? when(release, false) : "—" });
   if (label) return label;
   // An event this page has no words for: its kind, readable.
   const words = event.kind.replace(/_/g, " ");
