@@ -2,7 +2,8 @@
 
 Temporal's Web UI posts a history's payloads to `<codec endpoint>/decode` (and `/encode`
 when an operator sends a signal from it) in the codec-server JSON form: `{"payloads":
-[{"metadata": {name: base64}, "data": base64}]}`. Only operators may decode; the browser
+[{"metadata": {name: base64}, "data": base64}]}`. Only the shop's staff may decode (not the
+storefront's machine token); the browser
 may call it only from the configured Web UI origins (`ORDERFLOW_CODEC_CORS_ORIGINS`).
 """
 
@@ -16,7 +17,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict
 from temporalio.api.common.v1 import Payloads
 
-from api.auth import OPERATORS, require
+from api.auth import STAFF, require
 from orderflow.payload_codec import PayloadKeyError, codec_for
 from orderflow.settings import Settings
 
@@ -61,13 +62,13 @@ async def _apply(request: Request, body: CodecPayloads, operation: str) -> JSONR
     return response
 
 
-@router.post("/codec/decode", dependencies=[Depends(require(*OPERATORS))])
+@router.post("/codec/decode", dependencies=[Depends(require(*STAFF))])
 async def decode(request: Request, body: CodecPayloads) -> JSONResponse:
     """Decrypt payloads for an operator (the Web UI's "codec server")."""
     return await _apply(request, body, "decode")
 
 
-@router.post("/codec/encode", dependencies=[Depends(require(*OPERATORS))])
+@router.post("/codec/encode", dependencies=[Depends(require(*STAFF))])
 async def encode(request: Request, body: CodecPayloads) -> JSONResponse:
     """Encrypt payloads with the current key (what the Web UI sends to a workflow)."""
     return await _apply(request, body, "encode")

@@ -96,6 +96,9 @@ async def test_history_holds_no_personal_data_and_operators_decode_it(stack: Sta
     assert all(s in clear for s in secrets)
     reviewer = await stack.http("POST", "/codec/decode", role="reviewer", json=wire)
     assert reviewer.status_code == 200
+    # The storefront's machine token places orders; it does not read customers' histories.
+    storefront = await stack.http("POST", "/codec/decode", role="storefront", json=wire)
+    assert storefront.status_code == 403
 
     anonymous = await stack.http("POST", "/codec/decode", role=None, json=wire)
     assert anonymous.status_code == 401
