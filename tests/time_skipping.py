@@ -50,7 +50,9 @@ async def start_skipping_server() -> WorkflowEnvironment:
 
 
 class SkippingServer:
-    """A tier's one time-skipping server, started again if its clock stops.
+    """A module's time-skipping server (one per module, so that workflows one module leaves
+    behind never wait for a worker while another module's time is skipped), started again
+    if its clock stops between its tests.
 
     This server holds time still while a query waits for its answer, and a query still
     unanswered when its workflow is terminated (a test's teardown ends the orders it left

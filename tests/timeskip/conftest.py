@@ -11,7 +11,9 @@ from temporalio.testing import WorkflowEnvironment
 from tests.time_skipping import SkippingServer
 
 
-@pytest.fixture(scope="session")
+# A server per module: a workflow one module's stack leaves running cannot have its timer
+# fire, without a worker, while the next module waits (that stops this server's clock).
+@pytest.fixture(scope="module")
 async def skipping_server() -> AsyncIterator[SkippingServer]:
     server = SkippingServer()
     try:
@@ -24,5 +26,5 @@ async def skipping_server() -> AsyncIterator[SkippingServer]:
 async def time_skipping_env(
     skipping_server: SkippingServer, request: pytest.FixtureRequest
 ) -> WorkflowEnvironment:
-    """The shared server, for one module's stack; a new one if the last left its clock stopped."""
+    """The module's server, for its stack."""
     return await skipping_server.env_for(request.node.nodeid)
