@@ -4,6 +4,10 @@ acknowledge what was placed, and tell the marketplace when its order ships or is
 by the shop. Calls to a marketplace are regular activities: one that is down is retried by
 Temporal with backoff, and every POST carries an idempotency key, so nothing is taken or
 told twice. Taking an order touches only PostgreSQL and runs as a local activity.
+
+A push the marketplace refuses for good (it cancelled the order on its side meanwhile, say)
+is no reason to stop the order, whose parcel is with the carrier: the refusal goes on the
+order's timeline and to customer service, and the order goes on.
 """
 
 from __future__ import annotations
@@ -13,9 +17,15 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.marketplace_client import MarketplaceClient, MarketplaceUnavailable
+from activities.effects import Effects, OrderEvent
+from activities.marketplace_client import (
+    MARKETPLACE_REFUSED,
+    MarketplaceClient,
+    MarketplaceUnavailable,
+)
 from db.repositories import catalogue
 from db.repositories import marketplace as feeds
+from orderflow.models import Step
 from orderflow.models.activity_names import ActivityName
 from orderflow.models.marketplace import (
     FeedOrderRef,
@@ -33,12 +43,15 @@ from policies.marketplace_mapping import map_feed_order
 
 # Who a cancellation that came from the marketplace's feed is requested by.
 MARKETPLACE_ACTOR = "marketplace"
+# Who hears of a push the marketplace refused.
+CUSTOMER_SERVICE = "customer_service"
 
 
 class MarketplaceActivities:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, http: httpx.AsyncClient) -> None:
         self._pool = pool
         self._client = MarketplaceClient(settings, http)
+        self._effects = Effects(pool, settings)
 
     @activity.defn(name=ActivityName.FETCH_MARKETPLACE_ORDERS)
     async def fetch_marketplace_orders(self, data: FeedRequest) -> FeedPage:
@@ -121,22 +134,56 @@ class MarketplaceActivities:
 
     @activity.defn(name=ActivityName.PUSH_MARKETPLACE_SHIPMENT)
     async def push_marketplace_shipment(self, data: MarketplaceShipmentPush) -> None:
-        await self._client.push_shipment(
-            data.code,
-            data.external_order_id,
-            MarketplaceShipment(
-                carrier=data.carrier,
-                tracking_number=data.tracking_number,
-                shipped_at=data.shipped_at,
-            ),
-            key=f"shipment-{data.order_id}-{data.reship_no}",
-        )
+        key = f"shipment-{data.order_id}-{data.reship_no}"
+        try:
+            await self._client.push_shipment(
+                data.code,
+                data.external_order_id,
+                MarketplaceShipment(
+                    carrier=data.carrier,
+                    tracking_number=data.tracking_number,
+                    shipped_at=data.shipped_at,
+                ),
+                key=key,
+            )
+        except ApplicationError as refused:
+            await self._refused(data.order_id, data.code, "shipment", key, refused)
 
     @activity.defn(name=ActivityName.PUSH_MARKETPLACE_CANCELLATION)
     async def push_marketplace_cancellation(self, data: MarketplaceCancellationPush) -> None:
-        await self._client.push_cancellation(
-            data.code,
-            data.external_order_id,
-            MarketplaceCancellation(reason=data.reason),
-            key=f"cancellation-{data.order_id}",
+        key = f"cancellation-{data.order_id}"
+        try:
+            await self._client.push_cancellation(
+                data.code,
+                data.external_order_id,
+                MarketplaceCancellation(reason=data.reason),
+                key=key,
+            )
+        except ApplicationError as refused:
+            await self._refused(data.order_id, data.code, "cancellation", key, refused)
+
+    async def _refused(
+        self, order_id: str, code: str, what: str, key: str, refused: ApplicationError
+    ) -> None:
+        """A push the marketplace refuses for good: on the order's timeline and in customer
+        service's inbox, once; anything else (a marketplace not configured) fails as before."""
+        if refused.type != MARKETPLACE_REFUSED or not refused.message.startswith(f"{code} refused"):
+            raise refused
+        event = OrderEvent(
+            order_id,
+            f"marketplace.{key}.refused",
+            # A cancellation ends the order at whatever step; its event sits with the last.
+            Step.DELIVERY if what == "shipment" else Step.COMPLETION,
+            f"marketplace_{what}_refused",
+            actor=code,
+            details={"marketplace": code, "answer": refused.message[:300]},
         )
+        async with self._effects.claim(event) as claimed:
+            if claimed is None:
+                return
+            await claimed.notify_department(
+                department=CUSTOMER_SERVICE,
+                key=f"{order_id}:marketplace_refused:{key}",
+                kind="marketplace_push_refused",
+                context={"marketplace": code, "what": what, "answer": refused.message[:300]},
+            )

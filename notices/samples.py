@@ -167,6 +167,13 @@ DEPARTMENT: dict[str, dict[str, Any]] = {
         "department": "warehouse",
         "return_id": f"{ORDER_ID}-1",
     },
+    "marketplace_push_refused": {
+        "order_id": ORDER_ID,
+        "department": "customer_service",
+        "marketplace": "mkt-a",
+        "what": "shipment",
+        "answer": "mkt-a refused POST /orders/MA-1/shipment: 409 the order is cancelled",
+    },
     "booking_refused": {
         "order_id": ORDER_ID,
         "department": "logistics",

@@ -338,3 +338,73 @@ async def test_a_poller_started_over_from_the_beginning_places_nothing_twice(
     assert await stack.pool.fetchval("SELECT count(*) FROM orders") == placed_before
     acks = [a for a in await markets.records("mkt-b", "acknowledgements") if _names(a, entry["id"])]
     assert len(acks) == 1
+
+
+async def test_a_push_the_marketplace_refuses_goes_to_customer_service_and_the_order_goes_on(
+    world: tuple[Stack, Marketplaces],
+) -> None:
+    stack, markets = world
+    sku = await new_sku(stack.pool, on_hand=0, prefix="MKR")
+    await stack.pool.execute("UPDATE products SET unit_price = 12.50 WHERE sku = $1", sku)
+    entry = await markets.add(
+        "mkt-b",
+        order={
+            "id": f"R{time.monotonic_ns() % 10**8}",
+            "created_at": "2026-11-28T10:00:00Z",
+            "status": "new",
+            "buyer": {"name": "Di Roe", "email": "di@example.com"},
+            "lines": [{"sku": sku, "quantity": 1, "unit_price": "12.50"}],
+            "currency": "EUR",
+            "shipping_address": {
+                "name": "Di Roe",
+                "line1": "3 Oak St",
+                "city": "Berlin",
+                "postal_code": "10115",
+                "country": "DE",
+            },
+            "total": "12.50",
+            "payment": {"reference": "mp-r", "status": "paid"},
+        },
+    )
+    order_id = f"mkt-b-{entry['id']}"
+    await wait_for_status(stack.pool, order_id, "BACKORDERED")
+    # Another system told the marketplace the order shipped: it now refuses a cancellation.
+    async with markets.http() as http:
+        shipped = await http.post(
+            f"/mkt-b/orders/{entry['id']}/shipments",
+            json={
+                "carrier": "dhl",
+                "tracking_number": "ELSEWHERE-1",
+                "shipped_at": "2026-11-28T12:00:00Z",
+            },
+            headers={"Idempotency-Key": f"elsewhere-{entry['id']}"},
+        )
+        assert shipped.status_code == 201, shipped.text
+
+    response = await stack.http(
+        "POST", f"/orders/{order_id}/cancel", role="admin", json={"reason": "no stock"}
+    )
+    assert response.status_code == 200, response.text
+    assert await wait_for_status(stack.pool, order_id, "CANCELLED") == "CANCELLED"
+    result = await stack.client.get_workflow_handle(f"order-{order_id}").result()
+    assert result["status"] == "CANCELLED"
+
+    async def noted() -> bool:
+        return bool(
+            await stack.pool.fetchval(
+                """SELECT count(*) FROM order_events
+                   WHERE order_id = $1 AND kind = 'marketplace_cancellation_refused'""",
+                order_id,
+            )
+        )
+
+    await eventually(noted, "the refusal on the order's timeline")
+    notices = await stack.pool.fetch(
+        "SELECT kind, channel FROM notifications WHERE order_id = $1 AND kind = $2",
+        order_id,
+        "marketplace_push_refused",
+    )
+    assert len(notices) == 1
+    assert not [
+        c for c in await markets.records("mkt-b", "cancellations") if _names(c, entry["id"])
+    ]
