@@ -92,13 +92,14 @@ class ReturnWorkflow:
         if data.decision_needed and not await self._decided(data.decision_needed):
             await workflow.wait_condition(workflow.all_handlers_finished)
             return self.view()
-        if policy.exchange_on == "approval":
-            await self._place_replacement()
         send_back_by = await self._book_label()
         if send_back_by is None:
             await workflow.wait_condition(workflow.all_handlers_finished)
             return self.view()
         self._status = ReturnStatus.LABEL_SENT
+        # Once the label is booked: a return refused after its label was refused sends nothing.
+        if policy.exchange_on == "approval":
+            await self._place_replacement()
 
         handed_in = await self._wait(
             lambda: self._sent_at is not None or self._arrived_at is not None,
