@@ -136,7 +136,8 @@ async def feeds(conn: Conn) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT f.marketplace, f.cursor, f.polled_at, f.orders_seen, f.last_error,
                   f.last_error_at, f.read_at,
-                  extract(epoch FROM now() - f.read_at)::float8 AS lag_seconds,
+                  -- A read committed just after this statement's now() would be negative.
+                  greatest(extract(epoch FROM now() - f.read_at), 0)::float8 AS lag_seconds,
                   count(o.*) FILTER (WHERE o.status = 'mapped') AS placed,
                   count(o.*) FILTER (WHERE o.status = 'mapped' AND o.acknowledged_at IS NULL)
                       AS unacknowledged,
